@@ -1,0 +1,28 @@
+"""Benchmarks behind `python -m backend bench NAME`: each prints its figures and returns a JSON-ready dict."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+__all__ = ["Benchmark", "register_bench", "benchmarks"]
+
+# (add its arguments to a parser, run it on the parsed arguments -> JSON-ready dict)
+Benchmark = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict], str]
+_BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def register_bench(name: str, *, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """Declare a benchmark: its CLI arguments and the function that runs it."""
+
+    def decorate(run: Callable[[argparse.Namespace], dict]):
+        _BENCHMARKS[name] = (add_arguments, run, help)
+        return run
+
+    return decorate
+
+
+def benchmarks() -> dict[str, Benchmark]:
+    from backend.bench import data  # noqa: F401  (registers on import)
+
+    return dict(_BENCHMARKS)

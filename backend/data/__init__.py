@@ -1,0 +1,51 @@
+"""Datasets: the embedded SynthDerm benchmark, planted artifacts, ISIC and image-folder data, dataset specs."""
+
+from __future__ import annotations
+
+import os
+
+from backend.data.artifacts import ArtifactInfo, apply_artifact, artifact_names, get_artifact, register_artifact
+from backend.data.dataset import ClarcDataset
+from backend.data.embedded import SynthDermDataset, generate_split
+from backend.data.real import ImageFolderDataset, ISICDataset, read_image
+from backend.data.spec import DEFAULT_PLANTING_P, DatasetSpec, parse_spec
+from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample
+from backend.data.views import SPLITS, VIEWS, Normalization, Planting, SplitView
+from backend.workspace import cache_dir
+
+__all__ = [
+    "ArtifactInfo",
+    "ClarcDataset",
+    "DEFAULT_PLANTING_P",
+    "DatasetSpec",
+    "ISICDataset",
+    "ImageFolderDataset",
+    "Normalization",
+    "Planting",
+    "SPLITS",
+    "SYNTHDERM_CLASSES",
+    "SplitView",
+    "SynthDermDataset",
+    "VIEWS",
+    "apply_artifact",
+    "artifact_names",
+    "generate_split",
+    "get_artifact",
+    "open_dataset",
+    "parse_spec",
+    "read_image",
+    "register_artifact",
+    "render_sample",
+]
+
+
+def open_dataset(
+    spec: "str | DatasetSpec", workspace: "str | os.PathLike | None" = None, cache: bool = True
+) -> ClarcDataset:
+    """Open the dataset a spec names; the embedded one is generated once and cached in the workspace."""
+    spec = parse_spec(spec)
+    if spec.kind == "synthderm":
+        return SynthDermDataset(spec, cache_dir("synthderm", workspace) if cache else None)
+    if spec.kind == "isic":
+        return ISICDataset(spec)
+    return ImageFolderDataset(spec)

@@ -1,0 +1,187 @@
+"""Real image data: the ISIC challenge layout and generic class-per-folder trees, behind the same interface.
+
+Images are decoded on access, converted to 8-bit RGB, resized (shorter side) and centre-cropped to the spec's size.
+Without explicit split folders, samples go to train/val/test (80/10/10) by a hash of their id, so a sample keeps its
+split when the dataset grows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from backend.data.dataset import ClarcDataset, SplitData
+from backend.data.spec import DatasetSpec
+from backend.data.views import SPLITS
+from backend.errors import DatasetError
+
+__all__ = ["IMAGE_SUFFIXES", "ISIC_CLASS_NAMES", "read_image", "ISICDataset", "ImageFolderDataset"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# ISIC 2019 ground-truth columns, spelled out so that specs can say `classes=melanoma` on any dataset.
+ISIC_CLASS_NAMES = {
+    "MEL": "melanoma",
+    "NV": "nevus",
+    "BCC": "basal_cell_carcinoma",
+    "AK": "actinic_keratosis",
+    "BKL": "benign_keratosis",
+    "DF": "dermatofibroma",
+    "VASC": "vascular_lesion",
+    "SCC": "squamous_cell_carcinoma",
+    "UNK": "unknown",
+}
+_SPLIT_SHARES = (0.8, 0.9)  # cumulative: train below 0.8, val below 0.9, test above
+
+
+@dataclass(frozen=True)
+class _Record:
+    sample_id: str
+    path: Path
+    label: int
+    split: str | None  # None: assigned by hash
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """Decode an image file to uint8 RGB (size, size, 3): shorter side resized to `size`, centre crop."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale: rescale, don't clip
+                arr = np.asarray(img, dtype=np.float64)
+                peak = arr.max() if arr.size else 0
+                arr = arr / (65535.0 if peak > 255 else 255.0) * 255
+                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+            img = img.convert("RGB")
+            w, h = img.size
+            scale = size / min(w, h)
+            new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+            img = img.resize((new_w, new_h), Image.BILINEAR)
+            left, top = (new_w - size) // 2, (new_h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            return np.asarray(img, dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+
+def _hash_split(sample_id: str) -> str:
+    u = int.from_bytes(hashlib.sha1(sample_id.encode()).digest()[:8], "big") / 2**64
+    return "train" if u < _SPLIT_SHARES[0] else "val" if u < _SPLIT_SHARES[1] else "test"
+
+
+class _FileDataset(ClarcDataset):
+    """A dataset of image files with known labels; subclasses find the records."""
+
+    def __init__(self, spec: DatasetSpec, classes: tuple[str, ...], records: list[_Record]) -> None:
+        super().__init__(spec, classes)
+        self._records = records
+
+    def _load_split(self, split: str) -> SplitData:
+        chosen = [r for r in self._records if (r.split or _hash_split(r.sample_id)) == split]
+        ids = tuple(r.sample_id for r in chosen)
+        labels = np.array([r.label for r in chosen], dtype=np.int64)
+        paths = [r.path for r in chosen]
+        size = self.image_size
+        return ids, labels, lambda i: read_image(paths[i], size)
+
+
+def _folder(spec: DatasetSpec) -> Path:
+    root = Path(spec.path).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    return root
+
+
+def _images_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _find_ground_truth(root: Path) -> Path:
+    csvs = sorted(root.glob("*.csv"))
+    truth = [p for p in csvs if "groundtruth" in p.name.lower().replace("_", "")]
+    candidates = truth or csvs
+    if len(candidates) != 1:
+        found = ", ".join(p.name for p in csvs) or "none"
+        raise DatasetError(
+            f"{root} needs exactly one ground-truth CSV (ISIC layout: *GroundTruth*.csv); found: {found}"
+        )
+    return candidates[0]
+
+
+def _parse_isic_rows(truth: Path) -> tuple[tuple[str, ...], list[tuple[str, int]]]:
+    """Class names and (image name, label) rows from an ISIC 2019 one-hot or ISIC 2020 `target` CSV."""
+    with truth.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DatasetError(f"{truth} has no rows")
+    columns = list(rows[0].keys())
+    id_col = next((c for c in ("image", "image_name", "image_id") if c in columns), None)
+    if id_col is None:
+        raise DatasetError(f"{truth} has no image column (expected 'image' or 'image_name'); columns: {columns}")
+    if "target" in columns and "benign_malignant" in columns:  # ISIC 2020
+        class_cols, one_hot = ["benign", "malignant"], False
+    else:
+        class_cols, one_hot = [c for c in columns if c != id_col], True
+    parsed, bad = [], []
+    for line, row in enumerate(rows, start=2):
+        try:
+            if one_hot:
+                values = [float(row[c]) for c in class_cols]
+                hits = [i for i, v in enumerate(values) if v == 1.0]
+                if len(hits) != 1 or any(v not in (0.0, 1.0) for v in values):
+                    raise ValueError("not one-hot")
+                label = hits[0]
+            else:
+                label = int(float(row["target"]))
+                if label not in (0, 1):
+                    raise ValueError("target not 0/1")
+        except (TypeError, ValueError, KeyError):
+            bad.append(line)
+            continue
+        parsed.append((row[id_col].strip(), label))
+    if bad:
+        raise DatasetError(f"{truth}: {len(bad)} rows are not valid one-hot labels (lines {bad[:5]}...)")
+    return tuple(class_cols), parsed
+
+
+class ISICDataset(_FileDataset):
+    """ISIC 2019/2020 challenge layout: images (in the folder or any sub-folder) + a ground-truth CSV."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        root = _folder(spec)
+        truth = _find_ground_truth(root)
+        columns, rows = _parse_isic_rows(truth)
+        by_stem = {p.stem: p for p in _images_under(root)}
+        missing = [name for name, _ in rows if name not in by_stem]
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} images listed in {truth.name} are missing under {root} (first: {missing[:5]})"
+            )
+        used = sorted({label for _, label in rows})  # drop classes without samples (ISIC 2019's UNK)
+        remap = {old: new for new, old in enumerate(used)}
+        classes = tuple(ISIC_CLASS_NAMES.get(columns[i], columns[i]) for i in used)
+        records = [_Record(name, by_stem[name], remap[label], None) for name, label in rows]
+        super().__init__(spec, classes, records)
+
+
+class ImageFolderDataset(_FileDataset):
+    """One sub-folder per class (`root/<class>/*.png`), optionally below `train/`, `val/`, `test/` folders."""
+
+    def __init__(self, spec: DatasetSpec) -> None:
+        root = _folder(spec)
+        split_dirs = [s for s in SPLITS if (root / s).is_dir()]
+        bases = [(root / s, s) for s in split_dirs] if split_dirs else [(root, None)]
+        found: list[tuple[str, Path, str, str | None]] = []
+        for base, split in bases:
+            for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+                for path in _images_under(class_dir):
+                    found.append((path.relative_to(root).with_suffix("").as_posix(), path, class_dir.name, split))
+        if not found:
+            raise DatasetError(f"no images found in {root}: expected one sub-folder of images per class")
+        classes = tuple(sorted({name for _, _, name, _ in found}))
+        records = [_Record(sid, path, classes.index(name), split) for sid, path, name, split in found]
+        super().__init__(spec, classes, records)

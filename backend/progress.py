@@ -1,0 +1,26 @@
+"""Progress reporting for long work: the library calls `on_progress(event)`; the app draws bars, the CLI tqdm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = ["ProgressEvent", "ProgressCallback"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """`step` of `total` in a named `stage` (e.g. "epoch"), with the latest figures of that step."""
+
+    stage: str
+    step: int
+    total: int
+    metrics: dict = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 1.0
+
+
+ProgressCallback = Callable[[ProgressEvent], None]

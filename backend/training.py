@@ -1,0 +1,169 @@
+"""Training a classifier on a dataset spec; the default config produces the biased default model of ClArC Studio."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from backend.data import ClarcDataset, Normalization, open_dataset
+from backend.device import DeviceChoice, resolve_device
+from backend.errors import ConfigError
+from backend.evaluation import accuracy, clean_and_attacked_accuracy, predict_logits
+from backend.models import LoadedModel, ModelMeta, build_model, get_architecture
+from backend.progress import ProgressCallback, ProgressEvent
+
+__all__ = ["TrainConfig", "TrainResult", "train_model", "channel_statistics"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. The defaults reproduce `assets/default_model.safetensors`: the compact VGG on the embedded
+    benchmark, where skin markers sit in half of the melanoma training images."""
+
+    dataset: str = "synthderm"
+    arch: str = "vgg_compact"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    augment: bool = True
+    num_workers: int = 0
+    device: DeviceChoice = "auto"
+
+    def __post_init__(self) -> None:
+        get_architecture(self.arch)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.num_workers < 0:
+            raise ConfigError("weight_decay and num_workers must not be negative")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+
+    @classmethod
+    def quick(cls, **overrides) -> "TrainConfig":
+        """A tiny config for smoke tests and demos: small splits, few epochs, still a learned shortcut."""
+        base = cls(dataset="synthderm?n_train=900&n_val=150&n_test=300", epochs=5)
+        return replace(base, **overrides)
+
+
+@dataclass
+class TrainResult:
+    model: LoadedModel
+    history: list[dict]
+    seconds: float
+
+
+def channel_statistics(dataset: ClarcDataset, split: str = "train") -> Normalization:
+    """Per-channel mean and std of a split's [0, 1] images as the model will see them (artifacts included)."""
+    view = dataset.split(split)
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    pixels = 0
+    for i in range(len(view)):
+        image = view.image(i).reshape(-1, 3).astype(np.float64) / 255
+        total += image.sum(0)
+        total_sq += (image**2).sum(0)
+        pixels += image.shape[0]
+    mean = total / pixels
+    std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 1e-12))
+    return Normalization(tuple(round(float(m), 4) for m in mean), tuple(round(float(s), 4) for s in std))
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flips and 90-degree rotations per sample: dermoscopy has no preferred orientation."""
+    n = x.shape[0]
+    flags = torch.rand(n, 3, generator=generator) < 0.5
+    x = torch.where(flags[:, 0, None, None, None], x.flip(-1), x)
+    x = torch.where(flags[:, 1, None, None, None], x.flip(-2), x)
+    if x.shape[-1] == x.shape[-2]:
+        x = torch.where(flags[:, 2, None, None, None], x.transpose(-1, -2), x)
+    return x
+
+
+def train_model(
+    config: TrainConfig = TrainConfig(),
+    *,
+    workspace: str | Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train `config.arch` on the train split of `config.dataset`; returns the model with its measured metrics
+    (validation accuracy on the biased distribution, clean and attacked test accuracy)."""
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    dataset = open_dataset(config.dataset, workspace)
+    normalization = channel_statistics(dataset)
+    train_view = dataset.split("train", normalization=normalization)
+    if len(train_view) == 0:
+        raise ConfigError(f"the train split of {config.dataset} is empty")
+    val_view = dataset.split("val", normalization=normalization)
+    loader = DataLoader(
+        train_view,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+    )
+    module = build_model(config.arch, len(dataset.classes)).to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
+    )
+    criterion = nn.CrossEntropyLoss()
+    history: list[dict] = []
+    for epoch in range(1, config.epochs + 1):
+        module.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if config.augment:
+                x = _augment(x, generator)
+            optimizer.zero_grad(set_to_none=True)
+            logits = module(x)
+            loss = criterion(logits, y)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        record = {"epoch": epoch, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
+        if len(val_view):
+            record["val_acc"] = accuracy(predict_logits(module, val_view, device=device), val_view.labels)
+        history.append(record)
+        log.info("epoch %d/%d %s", epoch, config.epochs, {k: round(v, 4) for k, v in record.items() if k != "epoch"})
+        if on_progress:
+            on_progress(ProgressEvent("epoch", epoch, config.epochs, record))
+    module.eval()
+    meta = ModelMeta(
+        arch=config.arch,
+        classes=dataset.classes,
+        input_size=dataset.image_size,
+        normalization=normalization,
+        dataset=str(dataset.spec),
+        training=asdict(config),
+    )
+    model = LoadedModel(module=module, meta=meta)
+    metrics = {f"test_{k}": v for k, v in clean_and_attacked_accuracy(model, dataset, device=device).items()}
+    seconds = time.perf_counter() - start
+    metrics |= {"val_acc": history[-1].get("val_acc"), "train_seconds": round(seconds, 1), "device": device.type}
+    model.meta = replace(meta, metrics=metrics)
+    return TrainResult(model=model, history=history, seconds=seconds)

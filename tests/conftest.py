@@ -1,0 +1,36 @@
+"""Shared fixtures: one temporary workspace for the whole session, so generated images are rendered once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Small splits keep tests fast while exercising the same generator and planting as the default.
+SMALL_SPEC = "synthderm?n_train=120&n_val=30&n_test=60"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workspace(tmp_path_factory) -> Path:
+    """A fresh workspace for the test session, also exported as CLARC_WORKSPACE for subprocesses and the app."""
+    path = tmp_path_factory.mktemp("workspace")
+    previous = os.environ.get("CLARC_WORKSPACE")
+    os.environ["CLARC_WORKSPACE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("CLARC_WORKSPACE", None)
+    else:
+        os.environ["CLARC_WORKSPACE"] = previous
+
+
+@pytest.fixture(scope="session")
+def small_dataset(workspace):
+    from backend.data import open_dataset
+
+    return open_dataset(SMALL_SPEC, workspace)
