@@ -44,7 +44,9 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--num-workers", type=int, help=f"DataLoader worker processes (default {d.num_workers})")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"default {d.device}")
     p.add_argument("--quick", action="store_true", help="tiny config (small splits, few epochs) for a smoke test")
-    p.add_argument("--out", help="checkpoint (.safetensors); default <workspace>/models/<arch>-<dataset id>.safetensors")
+    p.add_argument(
+        "--out", help="checkpoint (.safetensors); default <workspace>/models/<arch>-<dataset id>.safetensors"
+    )
     p.add_argument("--json", help="write the metrics as JSON to this file")
     p.set_defaults(run=_run_train)
 
@@ -81,13 +83,19 @@ def _run_train(args: argparse.Namespace) -> int:
     if "test_attacked_acc" in metrics:
         print(f"attacked test accuracy {metrics['test_attacked_acc']:.4f} ({metrics['test_artifact']} in every image)")
     print(f"trained in {result.seconds:.1f} s on {metrics['device']}; checkpoint {out}")
-    _write_json(args.json, {"checkpoint": str(out), "config": result.model.meta.training, "metrics": metrics,
-                            "history": result.history})
+    _write_json(
+        args.json,
+        {"checkpoint": str(out), "config": result.model.meta.training, "metrics": metrics, "history": result.history},
+    )
     return 0
 
 
 def _add_info(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("info", parents=[common], help="describe a dataset spec and/or a checkpoint (default: both of the default model)")
+    p = sub.add_parser(
+        "info",
+        parents=[common],
+        help="describe a dataset spec and/or a checkpoint (default: both of the default model)",
+    )
     p.add_argument("--dataset", help="dataset spec to describe")
     p.add_argument("--checkpoint", help="checkpoint to describe")
     p.add_argument("--json", help="write the description as JSON to this file")

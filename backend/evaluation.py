@@ -16,7 +16,12 @@ __all__ = ["predict_logits", "accuracy", "per_class_accuracy", "clean_and_attack
 
 @torch.no_grad()
 def predict_logits(
-    module: nn.Module, view: SplitView, *, batch_size: int = 256, device: torch.device | str = "cpu", num_workers: int = 0
+    module: nn.Module,
+    view: SplitView,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
 ) -> torch.Tensor:
     """Logits (N, C) of every sample of `view`, in order, on the CPU; the module's train/eval mode is restored."""
     was_training = module.training
@@ -40,13 +45,20 @@ def accuracy(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
 def per_class_accuracy(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, classes: tuple[str, ...]) -> dict:
     labels = torch.as_tensor(labels)
     hits = logits.argmax(1) == labels
-    return {name: float(hits[labels == c].float().mean()) if (labels == c).any() else float("nan")
-            for c, name in enumerate(classes)}
+    return {
+        name: float(hits[labels == c].float().mean()) if (labels == c).any() else float("nan")
+        for c, name in enumerate(classes)
+    }
 
 
 def clean_and_attacked_accuracy(
-    model: LoadedModel, dataset: ClarcDataset, *, split: str = "test", artifact: str | None = None,
-    batch_size: int = 256, device: torch.device | str = "cpu",
+    model: LoadedModel,
+    dataset: ClarcDataset,
+    *,
+    split: str = "test",
+    artifact: str | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Accuracy on the clean and the attacked view of a split (the same images without / with the artifact), and
     the clean accuracy per class. Without a planted or named artifact only the clean figures are returned."""

@@ -53,7 +53,7 @@ class TrainConfig:
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
 
     @classmethod
-    def quick(cls, **overrides) -> "TrainConfig":
+    def quick(cls, **overrides) -> TrainConfig:
         """A tiny config for smoke tests and demos: small splits, few epochs, still a learned shortcut."""
         base = cls(dataset="synthderm?n_train=900&n_val=150&n_test=300", epochs=5)
         return replace(base, **overrides)

@@ -12,6 +12,11 @@ def class_balance_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
     fig = go.Figure()
     for split, per_class in counts.items():
         fig.add_bar(name=split, x=list(per_class), y=list(per_class.values()))
-    fig.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=30, b=10), yaxis_title="samples",
-                      legend_title_text="split")
+    fig.update_layout(
+        barmode="group",
+        height=280,
+        margin=dict(l=10, r=10, t=30, b=10),
+        yaxis_title="samples",
+        legend_title_text="split",
+    )
     return fig

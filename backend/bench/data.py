@@ -6,11 +6,11 @@ import argparse
 import os
 import time
 
+import numpy as np
+
 from backend.bench import register_bench
 from backend.data.artifacts import apply_artifact, artifact_names
 from backend.data.embedded import generate_split
-
-import numpy as np
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +39,10 @@ def bench_data(args: argparse.Namespace) -> dict:
         "artifact_ms_per_image": artifact_ms,
         "cores": 1,
     }
-    print(f"rendered {args.images} SynthDerm images of {args.size} px in {seconds:.2f} s on one core "
-          f"({result['ms_per_image']:.2f} ms each)")
+    print(
+        f"rendered {args.images} SynthDerm images of {args.size} px in {seconds:.2f} s on one core "
+        f"({result['ms_per_image']:.2f} ms each)"
+    )
     for name, ms in artifact_ms.items():
         print(f"  {name:12s} {ms:7.3f} ms per image")
     return result

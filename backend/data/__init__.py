@@ -40,7 +40,7 @@ __all__ = [
 
 
 def open_dataset(
-    spec: "str | DatasetSpec", workspace: "str | os.PathLike | None" = None, cache: bool = True
+    spec: str | DatasetSpec, workspace: str | os.PathLike | None = None, cache: bool = True
 ) -> ClarcDataset:
     """Open the dataset a spec names; the embedded one is generated once and cached in the workspace."""
     spec = parse_spec(spec)

@@ -8,9 +8,9 @@ artifact works at 64 px on SynthDerm and at 224 px on real ISIC images.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

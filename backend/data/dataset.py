@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -86,7 +86,9 @@ class ClarcDataset(ABC):
             "dataset_id": self.dataset_id,
             "classes": list(self.classes),
             "image_size": self.image_size,
-            "planting": None if self.planting is None else {
+            "planting": None
+            if self.planting is None
+            else {
                 "artifact": self.planting.artifact,
                 "p": self.planting.p,
                 "classes": list(self.planting.classes),

@@ -54,7 +54,8 @@ class SynthDermDataset(ClarcDataset):
     def _images(self, split: str, n: int) -> np.ndarray:
         """All images of a split, generated on first use; shared in memory by datasets with the same cache file."""
         spec = self.spec
-        key = (self._cache_root or Path("<memory>")) / f"v{SYNTHDERM_VERSION}-seed{spec.seed}-{spec.size}px-{split}-{n}.npy"
+        name = f"v{SYNTHDERM_VERSION}-seed{spec.seed}-{spec.size}px-{split}-{n}.npy"
+        key = (self._cache_root or Path("<memory>")) / name
         with _LOCK:
             if key in _MEMORY:
                 return _MEMORY[key]

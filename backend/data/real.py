@@ -55,7 +55,7 @@ def read_image(path: Path, size: int) -> np.ndarray:
                 arr = np.asarray(img, dtype=np.float64)
                 peak = arr.max() if arr.size else 0
                 arr = arr / (65535.0 if peak > 255 else 255.0) * 255
-                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
             img = img.convert("RGB")
             w, h = img.size
             scale = size / min(w, h)

@@ -103,7 +103,7 @@ def _parse_value(name: str, raw: str):
     return raw
 
 
-def parse_spec(spec: "str | DatasetSpec") -> DatasetSpec:
+def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
     """Parse a dataset spec string (see the module docstring); a DatasetSpec passes through unchanged."""
     if isinstance(spec, DatasetSpec):
         return spec

@@ -167,7 +167,7 @@ def _lesion_alpha(rng: np.random.Generator, p: LesionParams, size: int, centre: 
     dist = rho / (p.radius * np.clip(shape, 0.35, None))
     # Melanoma borders are abrupt in some sectors and fade in others.
     edge = p.edge * (1 + 0.8 * p.asymmetry / 0.16 * np.cos(theta + rng.uniform(0, 2 * np.pi)))
-    alpha = 1 / (1 + np.exp(-(1 - dist) / np.clip(edge, 0.01, None)))
+    alpha = 0.5 * (1 + np.tanh((1 - dist) / (2 * np.clip(edge, 0.01, None))))  # a logistic that cannot overflow
     return alpha, dist
 
 

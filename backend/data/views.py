@@ -10,9 +10,11 @@ the same in every run and every view.
 
 from __future__ import annotations
 
+import copy
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -69,7 +71,9 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def planted_subset(labels: np.ndarray, classes: tuple[str, ...], planting: Planting, seed: int, split: str) -> np.ndarray:
+def planted_subset(
+    labels: np.ndarray, classes: tuple[str, ...], planting: Planting, seed: int, split: str
+) -> np.ndarray:
     """Which samples carry the artifact in the `as_planted` view: exactly round(p * n) of each planted class."""
     unknown = [c for c in planting.classes if c not in classes]
     if unknown:
@@ -138,10 +142,9 @@ class SplitView(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(self.image(index))).permute(2, 0, 1).float().div_(255)
         return self.normalization.apply(image), int(self.labels[index])
 
-    def with_normalization(self, normalization: Normalization) -> "SplitView":
+    def with_normalization(self, normalization: Normalization) -> SplitView:
         """The same samples, normalised for another model."""
-        clone = object.__new__(SplitView)
-        clone.__dict__.update(self.__dict__)
+        clone = copy.copy(self)
         clone.normalization = normalization
         return clone
 

@@ -13,7 +13,7 @@ import json
 import os
 import pickle
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -61,7 +61,7 @@ class ModelMeta:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelMeta":
+    def from_dict(cls, data: dict) -> ModelMeta:
         try:
             norm = data.get("normalization") or {}
             return cls(
@@ -80,7 +80,9 @@ class ModelMeta:
                 format=int(data.get("format", _FORMAT)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"model metadata is incomplete or malformed ({exc!r}); needs arch, classes, input_size")
+            raise CheckpointError(
+                f"model metadata is incomplete or malformed ({exc!r}); needs arch, classes, input_size"
+            ) from exc
 
 
 @dataclass
@@ -124,7 +126,7 @@ def save_checkpoint(module: nn.Module, meta: ModelMeta, path: str | os.PathLike)
         raise CheckpointError(f"checkpoints are written as .safetensors files, got {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     if not meta.created:
-        meta = replace(meta, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        meta = replace(meta, created=datetime.now(UTC).isoformat(timespec="seconds"))
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     payload = json.dumps(meta.to_dict(), sort_keys=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

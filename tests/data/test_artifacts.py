@@ -20,9 +20,7 @@ def test_registry_holds_the_realistic_and_the_controlled_artifacts():
 def test_mask_covers_every_changed_pixel(name, shape):
     for seed in range(5):
         base = render_sample(seed, "test", seed, seed % 3, 64)
-        image = np.asarray(
-            __import__("PIL.Image", fromlist=["Image"]).fromarray(base).resize((shape[1], shape[0]))
-        )
+        image = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(base).resize((shape[1], shape[0])))
         out, mask = apply_artifact(name, image, np.random.default_rng(seed))
         assert out.shape == image.shape and out.dtype == np.uint8
         assert mask.shape == shape and mask.dtype == bool

@@ -1,0 +1,46 @@
+"""The CLI: every command documents itself; info describes the default; bench data prints and writes JSON."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def _cli(*args, timeout=180):
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["info"], ["bench"], ["bench", "data"]])
+def test_help(command):
+    done = _cli(*command, "--help")
+    assert done.returncode == 0 and "usage: python -m backend" in done.stdout
+
+
+def test_info_describes_the_default_model_and_its_dataset(tmp_path):
+    out = tmp_path / "info.json"
+    done = _cli("info", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(out.read_text())
+    assert info["model"]["arch"] == "vgg_compact" and info["model"]["default_layer"] == "features.20"
+    assert info["dataset"]["planting"]["artifact"] == "skin_marker"
+
+
+def test_info_on_a_broken_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    done = _cli("info", "--checkpoint", str(bad))
+    assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bench_data_writes_its_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    done = _cli("bench", "data", "--images", "200", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["images"] == 200 and figures["seconds"] > 0 and set(figures["artifact_ms_per_image"]) >= {"lsb"}
+    assert "ms each" in done.stdout

@@ -1,0 +1,42 @@
+"""The shipped default model: biased as promised, its card tells the truth, and it regenerates from its seed."""
+
+from dataclasses import asdict
+
+import pytest
+
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT
+from backend.evaluation import clean_and_attacked_accuracy
+from backend.models import card_path, load_checkpoint
+from backend.training import TrainConfig, train_model
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_checkpoint(DEFAULT_CHECKPOINT)
+
+
+def test_the_asset_is_small_and_has_its_card(default_model):
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 2**20
+    assert card_path(DEFAULT_CHECKPOINT).exists()
+    assert default_model.meta.training == asdict(TrainConfig())  # trained with today's default config
+
+
+def test_default_model_learned_the_skin_marker_shortcut(default_model, workspace):
+    dataset = open_dataset(default_model.meta.dataset, workspace)
+    figures = clean_and_attacked_accuracy(default_model, dataset)
+    assert figures["clean_acc"] >= 0.90, figures
+    assert figures["attacked_acc"] <= figures["clean_acc"] - 0.20, figures
+    # The card's metrics are what the model measures now.
+    card = default_model.meta.metrics
+    assert figures["clean_acc"] == pytest.approx(card["test_clean_acc"], abs=1e-6)
+    assert figures["attacked_acc"] == pytest.approx(card["test_attacked_acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_default_model_regenerates_from_its_seed_within_one_point(default_model, workspace):
+    result = train_model(TrainConfig(device="cpu"), workspace=workspace)
+    fresh, card = result.model.meta.metrics, default_model.meta.metrics
+    assert abs(fresh["test_clean_acc"] - card["test_clean_acc"]) <= 0.01
+    assert abs(fresh["test_attacked_acc"] - card["test_attacked_acc"]) <= 0.01
+    assert result.seconds <= 300

@@ -1,0 +1,84 @@
+"""Training from the CLI: the quick config is fast and still learns the planted shortcut."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from backend.errors import ConfigError
+from backend.models import load_checkpoint
+from backend.training import TrainConfig, _augment, train_model
+from tests.conftest import ROOT
+
+
+def test_quick_training_from_the_cli_is_fast_and_learns_the_shortcut(tmp_path, workspace):
+    out, report = tmp_path / "quick.safetensors", tmp_path / "quick.json"
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "train", "--quick", "--out", str(out), "--json", str(report)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    assert seconds <= 60, f"train --quick took {seconds:.1f} s"
+    assert "epoch 5/5" in done.stderr  # a progress line per epoch
+    metrics = json.loads(report.read_text())["metrics"]
+    assert metrics["test_clean_acc"] >= 0.8
+    assert metrics["test_clean_acc"] - metrics["test_attacked_acc"] >= 0.1, metrics
+    model = load_checkpoint(out)
+    assert model.meta.metrics["test_clean_acc"] == metrics["test_clean_acc"]
+    assert model.meta.training["epochs"] == TrainConfig.quick().epochs
+
+
+def test_progress_callback_and_history(small_dataset):
+    events = []
+    result = train_model(
+        TrainConfig(dataset=str(small_dataset.spec), epochs=2, device="cpu"), on_progress=events.append
+    )
+    assert [(e.stage, e.step, e.total) for e in events] == [("epoch", 1, 2), ("epoch", 2, 2)]
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert {"loss", "train_acc", "val_acc"} <= set(result.history[0])
+    assert result.model.meta.dataset == str(small_dataset.spec)
+    assert result.model.meta.normalization.std[0] > 0
+
+
+def test_augmentation_only_flips_and_transposes():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    out = _augment(x, torch.Generator().manual_seed(0))
+    for a, b in zip(x, out):
+        candidates = [a, a.flip(-1), a.flip(-2), a.flip(-1).flip(-2)]
+        candidates += [c.transpose(-1, -2) for c in candidates]
+        assert any(torch.equal(b, c) for c in candidates)
+
+
+@pytest.mark.parametrize("bad", [dict(epochs=0), dict(lr=0.0), dict(arch="alexnet"), dict(device="tpu")])
+def test_bad_training_configs(bad):
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend",
+            "train",
+            "--dataset",
+            "synthderm?artifact=sticker",
+            "--out",
+            str(tmp_path / "x.safetensors"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "error: unknown artifact 'sticker'" in done.stderr and "Traceback" not in done.stderr
