@@ -70,7 +70,9 @@ a1, a2, a3 = st.columns(3)
 a1.metric("Clean", f"{figures['clean_acc']:.1%}")
 if "attacked_acc" in figures:
     gap = figures["attacked_acc"] - figures["clean_acc"]
-    a2.metric(f"Attacked ({figures['artifact']} in every image)", f"{figures['attacked_acc']:.1%}", f"{gap * 100:+.1f} pts")
+    a2.metric(
+        f"Attacked ({figures['artifact']} in every image)", f"{figures['attacked_acc']:.1%}", f"{gap * 100:+.1f} pts"
+    )
     a3.metric("Test samples", figures["n"])
     clean, attacked = dataset.split("test", "clean"), dataset.split("test", "attacked")
     shown = range(min(8, len(clean)))
