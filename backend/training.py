@@ -55,7 +55,7 @@ class TrainConfig:
     @classmethod
     def quick(cls, **overrides) -> TrainConfig:
         """A tiny config for smoke tests and demos: small splits, few epochs, still a learned shortcut."""
-        base = cls(dataset="synthderm?n_train=900&n_val=150&n_test=300", epochs=5)
+        base = cls(dataset="synthderm?p=0.5&n_train=1200&n_val=150&n_test=300", epochs=6)
         return replace(base, **overrides)
 
 

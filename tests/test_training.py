@@ -27,13 +27,14 @@ def test_quick_training_from_the_cli_is_fast_and_learns_the_shortcut(tmp_path, w
     seconds = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     assert seconds <= 60, f"train --quick took {seconds:.1f} s"
-    assert "epoch 5/5" in done.stderr  # a progress line per epoch
+    epochs = TrainConfig.quick().epochs
+    assert all(f"epoch {e}/{epochs}" in done.stderr for e in range(1, epochs + 1))  # a progress line per epoch
     metrics = json.loads(report.read_text())["metrics"]
     assert metrics["test_clean_acc"] >= 0.8
-    assert metrics["test_clean_acc"] - metrics["test_attacked_acc"] >= 0.1, metrics
+    assert metrics["test_clean_acc"] - metrics["test_attacked_acc"] >= 0.2, metrics
     model = load_checkpoint(out)
     assert model.meta.metrics["test_clean_acc"] == metrics["test_clean_acc"]
-    assert model.meta.training["epochs"] == TrainConfig.quick().epochs
+    assert model.meta.training["epochs"] == epochs
 
 
 def test_progress_callback_and_history(small_dataset):
