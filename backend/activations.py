@@ -149,8 +149,9 @@ def collect_activations(
     device = torch.device(device) if device is not None else next(module.parameters()).device
     view = view.with_normalization(model.meta.normalization)
     data = view if indices is None else Subset(view, list(indices))
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+    )
     was_training = module.training
     module.eval()
     chunks: list[np.ndarray] = []
@@ -234,9 +235,18 @@ def cached_activations(
         tmp = root / f".{key}.{os.getpid()}.tmp.npy"
         try:
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            collect_activations(model, view, layer, pooling, indices=None if indices is None else chosen,
-                                batch_size=batch_size, device=device, num_workers=num_workers, out=out,
-                                on_progress=on_progress)
+            collect_activations(
+                model,
+                view,
+                layer,
+                pooling,
+                indices=None if indices is None else chosen,
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+                out=out,
+                on_progress=on_progress,
+            )
             if not np.isfinite(out).all():
                 raise ConfigError(f"layer {layer} produced NaN or infinite activations; is the checkpoint broken?")
             out.flush()

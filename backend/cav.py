@@ -153,7 +153,8 @@ def validate_concept_data(activations: np.ndarray, labels: np.ndarray) -> tuple[
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
-        raise ConfigError(f"activations hold NaN or infinite values in {len(rows)} samples (first: {rows[:5].tolist()})")
+        first = rows[:5].tolist()
+        raise ConfigError(f"activations hold NaN or infinite values in {len(rows)} samples (first: {first})")
     return x, y
 
 

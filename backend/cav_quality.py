@@ -68,7 +68,8 @@ def alignment(vector: np.ndarray, with_artifact: np.ndarray, without_artifact: n
         raise ConfigError(f"need paired activations (N, C); got {with_artifact.shape} and {without_artifact.shape}")
     diff = with_artifact - without_artifact
     vector = np.asarray(vector, np.float64)
-    return Alignment(mean=float(_cosine_rows(diff.mean(axis=0)[None], vector)[0]), per_sample=_cosine_rows(diff, vector))
+    mean = float(_cosine_rows(diff.mean(axis=0)[None], vector)[0])
+    return Alignment(mean=mean, per_sample=_cosine_rows(diff, vector))
 
 
 def divergence(vectors: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

@@ -34,8 +34,9 @@ def bench_cav(args: argparse.Namespace) -> dict:
     workspace = resolve_workspace(args.workspace)
 
     def acts(split: str, view: str, indices=None, where=workspace):
-        return cached_activations(model, dataset.split(split, view), dataset.dataset_id, layer, args.pooling,
-                                  indices=indices, workspace=where)
+        return cached_activations(
+            model, dataset.split(split, view), dataset.dataset_id, layer, args.pooling, indices=indices, workspace=where
+        )
 
     train_n = len(dataset.split("train"))
     indices = np.random.default_rng(0).permutation(train_n)[:1000] if args.quick else None
