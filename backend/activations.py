@@ -142,11 +142,14 @@ def collect_activations(
     on_progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Activations of `layer` for the samples of `view` (or `indices` of it): (N, C) pooled, (N, C, H, W) full.
-    `out` may be a preallocated (memory-mapped) array to write into batch by batch."""
+    Runs where the model is (`device` moves it first); `out` may be a preallocated (memory-mapped) array to write
+    into batch by batch."""
     if pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
     module = model.module
-    device = torch.device(device) if device is not None else next(module.parameters()).device
+    if device is not None:
+        module.to(device)
+    device = next(module.parameters()).device
     view = view.with_normalization(model.meta.normalization)
     data = view if indices is None else Subset(view, list(indices))
     loader = DataLoader(

@@ -1,4 +1,4 @@
-"""Command line of ClArC Studio: `python -m backend train | info | bench ...`, each with --help."""
+"""Command line of ClArC Studio: `python -m backend train | info | cav | bench ...`, each with --help."""
 
 from __future__ import annotations
 
@@ -120,6 +120,72 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_cav(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from backend.cav import cav_kinds
+
+    p = sub.add_parser(
+        "cav",
+        parents=[common],
+        help="fit a CAV for a concept and report its quality",
+        description="Fit a Concept Activation Vector from concept labels (a CSV sample_id,label) or, without "
+        "labels, from the artifact planted in the dataset; save it and print AUC, alignment and significance.",
+    )
+    p.add_argument("--checkpoint", help="model (default: the shipped default model)")
+    p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
+    p.add_argument("--labels", help="CSV with columns sample_id,label (default: the planted artifact)")
+    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="split the labels refer to")
+    p.add_argument("--layer", help="layer name (default: the architecture's default CAV layer)")
+    p.add_argument("--pooling", default="max", choices=["max", "mean"])
+    p.add_argument("--kind", default="pattern", choices=list(cav_kinds()))
+    p.add_argument("--concept", default="artifact", help="name of the concept, e.g. 'skin marker'")
+    p.add_argument("--random", type=int, default=20, help="random CAVs for the significance test (0: skip)")
+    p.add_argument("--out", help="where to save the CAV (<out>.json + <out>.npy)")
+    p.add_argument("--json", help="write the quality figures as JSON to this file")
+    p.set_defaults(run=_run_cav)
+
+
+def _run_cav(args: argparse.Namespace) -> int:
+    from backend.cav import CavConfig
+    from backend.concepts import fit_concept, planted_labels, read_concept_labels
+    from backend.data import open_dataset
+    from backend.defaults import DEFAULT_CHECKPOINT
+    from backend.device import resolve_device
+    from backend.models import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
+    dataset = open_dataset(args.dataset or model.meta.dataset, args.workspace)
+    labels = read_concept_labels(args.labels) if args.labels else planted_labels(dataset, args.split)
+    fit = fit_concept(
+        model,
+        dataset,
+        labels,
+        split=args.split,
+        layer=args.layer,
+        pooling=args.pooling,
+        config=CavConfig(kind=args.kind),
+        concept=args.concept,
+        n_random=args.random,
+        workspace=args.workspace,
+    )
+    summary = fit.summary()
+    print(
+        f"{summary['kind']} CAV for '{args.concept}' in {summary['layer']} ({summary['pooling']}-pooled): "
+        f"{summary['n_concept']} concept vs {summary['n_other']} other samples, fitted in "
+        f"{summary['fit_seconds']:.3f} s"
+    )
+    for key in ("train_auc", "held_out_auc", "alignment"):
+        if summary[key] is not None:
+            print(f"  {key:13s} {summary[key]:.3f}")
+    if fit.significance is not None:
+        verdict = "distinguishable from random" if fit.significance.significant else "NOT distinguishable from random"
+        print(f"  significance  p = {fit.significance.p_value:.3f} ({verdict})")
+    if args.out:
+        summary["path"] = str(fit.cav.save(args.out))
+        print(f"saved {summary['path']}")
+    _write_json(args.json, summary)
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from backend.bench import benchmarks
 
@@ -138,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser = argparse.ArgumentParser(prog="python -m backend", description="ClArC Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_info, _add_bench):
+    for add in (_add_train, _add_info, _add_cav, _add_bench):
         add(sub, common)
     return parser
 

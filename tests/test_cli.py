@@ -15,7 +15,7 @@ def _cli(*args, timeout=180):
     )
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["info"], ["bench"], ["bench", "data"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["info"], ["cav"], ["bench"], ["bench", "data"], ["bench", "cav"]])
 def test_help(command):
     done = _cli(*command, "--help")
     assert done.returncode == 0 and "usage: python -m backend" in done.stdout
@@ -44,3 +44,26 @@ def test_bench_data_writes_its_figures(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["images"] == 200 and figures["seconds"] > 0 and set(figures["artifact_ms_per_image"]) >= {"lsb"}
     assert "ms each" in done.stdout
+
+
+def test_cav_from_planted_labels_and_from_a_labels_file(tmp_path):
+    out, report = tmp_path / "cav" / "marker", tmp_path / "cav.json"
+    done = _cli("cav", "--out", str(out), "--json", str(report), "--random", "5")
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert figures["kind"] == "pattern" and figures["alignment"] >= 0.8 and figures["held_out_auc"] >= 0.9
+    assert (tmp_path / "cav" / "marker.npy").exists() and "alignment" in done.stdout
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("sample_id,label\n" + "".join(f"train_{i:05d},{int(i % 3 == 0)}\n" for i in range(60)))
+    done = _cli("cav", "--labels", str(labels), "--kind", "ridge", "--random", "0", "--json", str(report))
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(report.read_text())
+    assert (figures["kind"], figures["n_concept"], figures["n_other"]) == ("ridge", 20, 40)
+
+    labels.write_text("sample_id,label\ntrain_00001,1\nnot_a_sample,1\ntrain_00002,0\n")
+    done = _cli("cav", "--labels", str(labels))
+    assert done.returncode == 2 and "1 labelled samples are not in the train split" in done.stderr
+    labels.write_text("sample_id,label\ntrain_00001,yes\n")
+    done = _cli("cav", "--labels", str(labels))
+    assert done.returncode == 2 and "label must be 0 or 1" in done.stderr
