@@ -104,5 +104,6 @@ def test_nan_activations_are_an_error(small_dataset, tmp_path, model):
         module.features[0].weight.fill_(float("nan"))
     broken = LoadedModel(module=module.eval(), meta=model.meta)
     with pytest.raises(ConfigError, match="NaN or infinite activations"):
-        cached_activations(broken, small_dataset.split("val"), small_dataset.dataset_id, "features.20",
-                           workspace=tmp_path)
+        cached_activations(
+            broken, small_dataset.split("val"), small_dataset.dataset_id, "features.20", workspace=tmp_path
+        )

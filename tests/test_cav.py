@@ -55,7 +55,9 @@ def test_every_kind_is_unit_norm_and_oriented_towards_the_concept(kind, sign):
     rng = np.random.default_rng(2)
     y = np.array([0, 1] * 60)
     x = rng.normal(size=(120, 6)) + sign * 2.0 * y[:, None] * np.array([1, 0.5, 0, 0, 0, 0])
-    cav = fit_cav(x, y, CavConfig(kind=kind), layer="features.20", pooling="max", sample_ids=[str(i) for i in range(120)])
+    cav = fit_cav(
+        x, y, CavConfig(kind=kind), layer="features.20", pooling="max", sample_ids=[str(i) for i in range(120)]
+    )
     assert np.linalg.norm(cav.vector) == pytest.approx(1.0)
     scores = cav.scores(x)
     assert scores[y == 1].mean() > scores[y == 0].mean()
@@ -95,14 +97,25 @@ def test_unknown_kind_and_bad_config():
 
 def test_save_and_load_round_trip(tmp_path):
     x, y, _ = _signal_with_distractor(200)
-    cav = fit_cav(x, y, CavConfig(kind="ridge"), layer="features.20", pooling="max", concept="skin marker",
-                  sample_ids=[f"s{i}" for i in range(200)])
+    cav = fit_cav(
+        x,
+        y,
+        CavConfig(kind="ridge"),
+        layer="features.20",
+        pooling="max",
+        concept="skin marker",
+        sample_ids=[f"s{i}" for i in range(200)],
+    )
     path = cav.save(tmp_path / "cavs" / "skin_marker")
     loaded = load_cav(path)
     assert isinstance(loaded, Cav)
     np.testing.assert_array_equal(loaded.vector, cav.vector)
     assert (loaded.kind, loaded.concept, loaded.sample_ids, loaded.params) == (
-        cav.kind, cav.concept, cav.sample_ids, cav.params)
+        cav.kind,
+        cav.concept,
+        cav.sample_ids,
+        cav.params,
+    )
     path.with_suffix(".npy").write_bytes(b"junk")
     with pytest.raises(ConfigError, match="cannot read the CAV"):
         load_cav(path)

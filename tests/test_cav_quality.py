@@ -72,8 +72,13 @@ def test_suggest_returns_the_best_unlabelled_samples_first():
 
 def test_bench_cav_quick_meets_the_paper_claims(tmp_path):
     out = tmp_path / "cav.json"
-    done = subprocess.run([sys.executable, "-m", "backend", "bench", "cav", "--quick", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "bench", "cav", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     kinds = figures["kinds"]

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import torch.nn as nn
 import torchvision
 from torchvision.models.vgg import make_layers
-from zennit.canonizers import Canonizer, SequentialMergeBatchNorm
+from zennit.canonizers import Canonizer
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from backend.errors import ConfigError
+from backend.models.canonizers import EfficientNetCanonizer
 
 __all__ = ["Architecture", "register_model", "get_architecture", "architecture_names", "build_model", "CompactVGG"]
 
@@ -20,12 +21,13 @@ Builder = Callable[[int], nn.Module]
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture. `canonizers()` returns fresh zennit canonizers for LRP; `default_layer` names the
-    module whose output is the default CAV layer; `input_size` is the image size it is built for."""
+    """A registered architecture. `canonizers()` returns fresh zennit canonizers for LRP (None: no LRP support, heatmaps
+    fall back to gradient x input); `default_layer` names the module whose output is the default CAV layer;
+    `input_size` is the image size it is built for."""
 
     name: str
     builder: Builder
-    canonizers: Callable[[], list[Canonizer]]
+    canonizers: Callable[[], list[Canonizer]] | None
     default_layer: str
     input_size: int
     description: str
@@ -35,7 +37,12 @@ _ARCHITECTURES: dict[str, Architecture] = {}
 
 
 def register_model(
-    name: str, *, canonizers: Callable[[], list[Canonizer]], default_layer: str, input_size: int, description: str
+    name: str,
+    *,
+    canonizers: Callable[[], list[Canonizer]] | None,
+    default_layer: str,
+    input_size: int,
+    description: str,
 ) -> Callable[[Builder], Builder]:
     def decorate(builder: Builder) -> Builder:
         if name in _ARCHITECTURES:
@@ -115,8 +122,7 @@ def _resnet_canonizers() -> list[Canonizer]:
 
 
 def _efficientnet_canonizers() -> list[Canonizer]:
-    # torchvision's Conv2dNormActivation is a Sequential of conv, batch norm and activation: merge the pairs.
-    return [SequentialMergeBatchNorm()]
+    return [EfficientNetCanonizer()]
 
 
 @register_model(

@@ -1,0 +1,75 @@
+"""LRP canonizers zennit lacks: torchvision's EfficientNet (residual sums and squeeze-excitation gates).
+
+A canonizer rewrites a model into an equivalent form on which LRP rules are well defined, and undoes it afterwards:
+batch norm merged into the preceding convolution, residual additions made explicit as `Sum` modules (so the Norm
+rule splits relevance between the branches), and the squeeze-excitation gate treated as a constant per-channel
+weight that passes relevance through unchanged (the "gate as weight" treatment of LRP for gated networks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.models.efficientnet import MBConv
+from torchvision.ops.misc import SqueezeExcitation
+from zennit.canonizers import AttributeCanonizer, CompositeCanonizer, SequentialMergeBatchNorm
+from zennit.layer import Sum
+
+__all__ = ["EfficientNetCanonizer"]
+
+
+class _GateAsWeight(torch.autograd.Function):
+    """out = x * gate; relevance (the gradient under LRP) passes to x unchanged, nothing flows into the gate."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        return x * gate
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+class _MBConvCanonizer(AttributeCanonizer):
+    """Replace MBConv's in-place residual `result += input` by an explicit Sum module."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name, module):
+        if isinstance(module, MBConv):
+            return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+
+    @staticmethod
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        result = self.block(input)
+        if self.use_res_connect:
+            result = self.stochastic_depth(result)
+            result = self.canonizer_sum(torch.stack([input, result], dim=-1))
+        return result
+
+
+class _SqueezeExcitationCanonizer(AttributeCanonizer):
+    """Treat the squeeze-excitation scale as a constant weight for relevance propagation."""
+
+    def __init__(self) -> None:
+        super().__init__(self._attribute_map)
+
+    @classmethod
+    def _attribute_map(cls, name, module):
+        if isinstance(module, SqueezeExcitation):
+            return {"forward": cls.forward.__get__(module)}
+        return None
+
+    @staticmethod
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _GateAsWeight.apply(input, self._scale(input).detach())
+
+
+class EfficientNetCanonizer(CompositeCanonizer):
+    """Batch-norm merging, explicit residual sums and gate-as-weight squeeze-excitation for torchvision
+    EfficientNets; the canonized model computes exactly the same outputs."""
+
+    def __init__(self) -> None:
+        super().__init__((SequentialMergeBatchNorm(), _MBConvCanonizer(), _SqueezeExcitationCanonizer()))
