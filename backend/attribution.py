@@ -65,23 +65,27 @@ def attribution_method(model: LoadedModel) -> AttributionMethod:
 
 
 @contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextmanager
 def lrp_context(model: LoadedModel, composite: str = "epsilon_plus_flat") -> Iterator[nn.Module]:
     """The model with LRP rules and canonizers applied, in eval mode; all of it is undone on exit."""
     if composite not in _COMPOSITES:
         raise ConfigError(f"unknown composite {composite!r}; choose one of {', '.join(_COMPOSITES)}")
-    module = model.module
-    was_training = module.training
-    module.eval()
     make_canonizers = get_architecture(model.meta.arch).canonizers
-    try:
+    with _eval_mode(model.module) as module:
         if make_canonizers is None:
             yield module
         else:
-            rules = _COMPOSITES[composite](canonizers=make_canonizers())
-            with rules.context(module) as modified:
+            with _COMPOSITES[composite](canonizers=make_canonizers()).context(module) as modified:
                 yield modified
-    finally:
-        module.train(was_training)
 
 
 def check_images(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
@@ -122,15 +126,24 @@ def _targets(target: Target, logits: torch.Tensor, labels: torch.Tensor | None) 
 
 
 def class_heatmaps(
-    model: LoadedModel, images: torch.Tensor, target: Target = "predicted", labels: torch.Tensor | None = None
+    model: LoadedModel,
+    images: torch.Tensor,
+    target: Target = "predicted",
+    labels: torch.Tensor | None = None,
+    method: AttributionMethod | None = None,
 ) -> Heatmaps:
     """Input relevance for each image's target class (the predicted one, the true one, or given indices).
-    Relevance starts as the target logit, so an LRP heatmap sums to about that logit."""
+    Relevance starts as the target logit, so an LRP heatmap sums to about that logit. `method` defaults to LRP
+    where the architecture supports it; `gradient_x_input` can also be asked for."""
     images = check_images(model, images)
     device = next(model.module.parameters()).device
     x = images.to(device).detach().requires_grad_(True)
-    method = attribution_method(model)
-    with lrp_context(model) as module:
+    method = method or attribution_method(model)
+    if method not in ("lrp", "gradient_x_input"):
+        raise ConfigError(f"unknown attribution method {method!r}; use 'lrp' or 'gradient_x_input'")
+    if method == "lrp" and attribution_method(model) != "lrp":
+        raise ConfigError(f"{model.meta.arch} has no LRP canonizers; use method 'gradient_x_input'")
+    with lrp_context(model) if method == "lrp" else _eval_mode(model.module) as module:
         logits = module(x)
         targets = _targets(target, logits.detach(), labels)
         start = torch.zeros_like(logits)

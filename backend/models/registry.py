@@ -9,10 +9,9 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.vgg import make_layers
 from zennit.canonizers import Canonizer
-from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from backend.errors import ConfigError
-from backend.models.canonizers import EfficientNetCanonizer
+from backend.models.canonizers import EfficientNetCanonizer, ResNetCanonizer, VGGCanonizer
 
 __all__ = ["Architecture", "register_model", "get_architecture", "architecture_names", "build_model", "CompactVGG"]
 
