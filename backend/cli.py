@@ -1,4 +1,5 @@
-"""Command line of ClArC Studio: `python -m backend train | info | cav | bench ...`, each with --help."""
+"""Command line of ClArC Studio: `python -m backend train | info | cav | correct | evaluate | bench ...`, each with
+--help."""
 
 from __future__ import annotations
 
@@ -186,6 +187,150 @@ def _run_cav(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_correct(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from backend.cav import cav_kinds
+    from backend.correction import LoopConfig, method_names
+
+    d = LoopConfig()
+    p = sub.add_parser(
+        "correct",
+        parents=[common],
+        help="correct a model for a concept (RR-ClArC or a baseline) and export it with a model card",
+        description="Fit the concept's CAV, measure the model, correct it, measure again and export the corrected "
+        "checkpoint with its model card. Concept labels come from --labels (CSV sample_id,label of the training "
+        "split) or, without it, from the planted artifact.",
+    )
+    p.add_argument("--checkpoint", help="model (default: the shipped default model)")
+    p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
+    p.add_argument("--labels", help="concept labels, CSV sample_id,label (default: the planted artifact)")
+    p.add_argument("--layer", help="CAV layer (default: the architecture's default)")
+    p.add_argument("--cav-kind", default="pattern", choices=list(cav_kinds()))
+    p.add_argument("--pooling", default="mean", choices=["mean", "max"], help="CAV pooling (default mean)")
+    p.add_argument("--method", default="rrclarc", choices=list(method_names()))
+    p.add_argument("--lam", type=float, help="penalty weight (rrclarc default 1e5, rrr default 10)")
+    p.add_argument(
+        "--gradient-target",
+        choices=["max_logit", "target_logit", "all_logits", "all_logits_random", "logprobs"],
+        help="rrclarc: what to decorrelate (default logprobs)",
+    )
+    p.add_argument("--aggregation", choices=["l1", "l2", "cosine"], help="rrclarc: penalty aggregation (default l2)")
+    p.add_argument("--class-specific", action="store_true", default=None, help="rrclarc: only the attacked class")
+    p.add_argument("--strength", type=float, help="aclarc: how far clean samples move towards the artifact (1)")
+    p.add_argument("--mask-source", choices=["ground_truth", "concept"], help="rrr: artifact masks (ground_truth)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"])
+    p.add_argument("--trainable", default=d.trainable, choices=["head", "above_layer", "all"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-cache", action="store_true", help="always run the full forward pass")
+    p.add_argument("--no-mixed-precision", action="store_true", help="full precision on CUDA")
+    p.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
+    p.add_argument("--json", help="write the before/after figures as JSON to this file")
+    p.set_defaults(run=_run_correct)
+
+
+def _run_correct(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backend.correction import LoopConfig
+    from backend.correction.pipeline import CorrectionJob, run_correction_job
+    from backend.defaults import DEFAULT_CHECKPOINT
+
+    names = ("lam", "gradient_target", "aggregation", "class_specific", "strength", "mask_source")
+    options = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    loop = LoopConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        trainable=args.trainable,
+        seed=args.seed,
+        device=args.device,
+        cache_activations=not args.no_cache,
+        mixed_precision=not args.no_mixed_precision,
+    )
+    job = CorrectionJob(
+        out=args.out,
+        checkpoint=args.checkpoint or str(DEFAULT_CHECKPOINT),
+        dataset=args.dataset,
+        method=args.method,
+        method_options=options,
+        loop=loop,
+        layer=args.layer,
+        cav_kind=args.cav_kind,
+        pooling=args.pooling,
+        labels=args.labels,
+    )
+    bar = tqdm(total=loop.epochs, desc=args.method, unit="epoch", file=sys.stderr, disable=None)
+
+    def on_progress(event) -> None:
+        bar.update(1)
+        figures = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items() if k != "epoch")
+        bar.write(f"epoch {event.step}/{event.total} {figures}", file=sys.stderr)
+
+    try:
+        summary = run_correction_job(job, workspace=args.workspace, on_progress=on_progress)
+    finally:
+        bar.close()
+    _print_before_after(summary["before"], summary["after"])
+    print(f"corrected model: {summary['checkpoint']} (card {summary['card']})")
+    _write_json(args.json, summary | {"job": job.to_dict()})
+    return 0
+
+
+def _print_before_after(before: dict, after: dict) -> None:
+    print(f"{'':18s} {'before':>9s} {'after':>9s}")
+    for key in ("clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias"):
+        if before.get(key) is not None and after.get(key) is not None:
+            print(f"{key:18s} {before[key]:9.4f} {after[key]:9.4f}")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="clean/attacked accuracy, TCAV and R_bias of a checkpoint",
+        description="Evaluate a checkpoint on a split: clean and attacked accuracy, per class, and, with a CAV (given, "
+        "or fitted from the planted artifact), TCAV score and sensitivity; R_bias with the artifact's masks.",
+    )
+    p.add_argument("--checkpoint", help="model (default: the shipped default model)")
+    p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
+    p.add_argument("--cav", help="a saved CAV (.json) for TCAV (default: fitted from the planted artifact)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--artifact", help="artifact for the attacked view (default: the planted one)")
+    p.add_argument("--json", help="write the figures as JSON to this file")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from backend.cav import load_cav
+    from backend.concepts import fit_concept, planted_labels
+    from backend.data import open_dataset
+    from backend.defaults import DEFAULT_CHECKPOINT
+    from backend.device import resolve_device
+    from backend.evaluation import evaluate
+    from backend.models import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
+    dataset = open_dataset(args.dataset or model.meta.dataset, args.workspace)
+    if args.cav:
+        cav = load_cav(args.cav)
+    elif dataset.planting is not None:
+        cav = fit_concept(
+            model, dataset, planted_labels(dataset), pooling="mean", n_random=0, workspace=args.workspace
+        ).cav
+    else:
+        cav = None
+    figures = evaluate(model, dataset, cav, split=args.split, artifact=args.artifact).to_dict()
+    for key in ("clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias"):
+        if figures.get(key) is not None:
+            print(f"{key:18s} {figures[key]:.4f}")
+    _write_json(args.json, figures)
+    return 0
+
+
 def _add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from backend.bench import benchmarks
 
@@ -204,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser = argparse.ArgumentParser(prog="python -m backend", description="ClArC Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_info, _add_cav, _add_bench):
+    for add in (_add_train, _add_info, _add_cav, _add_correct, _add_evaluate, _add_bench):
         add(sub, common)
     return parser
 

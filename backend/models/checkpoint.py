@@ -248,4 +248,11 @@ def load_checkpoint(
     _check_state(state, module, meta, path)
     module.load_state_dict(state)
     module.to(device).eval()
+    projection = (meta.training.get("correction") or {}).get("projection")
+    if projection:  # a P-ClArC model: re-attach its concept projection
+        from backend.correction.methods import attach_projection
+
+        attach_projection(
+            module, projection["layer"], torch.tensor(projection["h"]), torch.tensor(projection["offset"])
+        )
     return LoadedModel(module=module, meta=meta, path=path, sha256=file_sha256(path))

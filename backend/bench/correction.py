@@ -1,0 +1,159 @@
+"""`bench correction`: every method on the embedded benchmark with the default model, the same budget for all, with a
+pattern CAV and again with an svm CAV; plus the speed figures (RR-ClArC vs fine-tuning per epoch, cached vs
+full-forward training)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backend.activations import cached_activations
+from backend.bench import register_bench
+from backend.cav import CavConfig, fit_cav
+from backend.correction import LoopConfig, correct
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT
+from backend.device import resolve_device
+from backend.evaluation import evaluate
+from backend.models import load_checkpoint
+
+METHODS = ("finetune", "aclarc", "pclarc", "rrr", "rrclarc")
+_CAV_METHODS = ("aclarc", "pclarc", "rrclarc")
+_KEYS = ("clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias")
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model (default: the shipped one)")
+    parser.add_argument("--epochs", type=int, help="epochs for every method (default 20, --quick 5)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="5 epochs per method")
+    parser.add_argument("--markdown", help="write the tables as markdown here (default: next to --json)")
+
+
+def _row(evaluation, seconds: float) -> dict:
+    figures = evaluation.to_dict()
+    return {key: figures[key] for key in _KEYS} | {"seconds": seconds}
+
+
+def _table(title: str, methods: dict) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        "| method | clean acc | attacked acc | TCAV sensitivity | TCAV score | R_bias | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in methods.items():
+        lines.append(
+            f"| {name} | {row['clean_acc']:.3f} | {row['attacked_acc']:.3f} | {row['tcav_sensitivity']:.4f} | "
+            f"{row['tcav_score']:.3f} | {row['r_bias']:.3f} | {row['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@register_bench(
+    "correction", help="RR-ClArC vs its baselines: before/after figures and speed", add_arguments=_arguments
+)
+def bench_correction(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    model = load_checkpoint(args.checkpoint, device=device)
+    dataset = open_dataset(model.meta.dataset, args.workspace)
+    layer = model.default_layer
+    epochs = args.epochs or (5 if args.quick else 20)
+    loop = LoopConfig(epochs=epochs, device=args.device)
+    # Mean pooling: RR-ClArC penalises every spatial position, so the CAV should describe the artifact's direction at
+    # a position, which the mean over positions estimates better than the max.
+    train_view = dataset.split("train")
+    train = cached_activations(model, train_view, dataset.dataset_id, layer, "mean", workspace=args.workspace)
+    x, y = np.asarray(train.values), train.has_artifact.astype(int)
+    cavs = {
+        kind: fit_cav(x, y, CavConfig(kind=kind), layer=layer, pooling="mean", sample_ids=train.sample_ids)
+        for kind in ("pattern", "svm")
+    }
+    yardstick = cavs["pattern"]  # TCAV is always measured along the direction that follows the artifact
+
+    t0 = time.perf_counter()
+    before = evaluate(model, dataset, yardstick)
+    tables: dict[str, dict] = {"pattern": {"before": _row(before, 0.0)}, "svm": {"before": _row(before, 0.0)}}
+    for kind, methods in (("pattern", METHODS), ("svm", _CAV_METHODS)):
+        for method in methods:
+            result = correct(model, dataset, cavs[kind], method, None, loop, workspace=args.workspace)
+            tables[kind][method] = _row(evaluate(result.model, dataset, yardstick), result.seconds)
+            print(f"[{kind}] {method:9s} " + " ".join(f"{k}={v:.4f}" for k, v in tables[kind][method].items()))
+    evaluation_seconds = time.perf_counter() - t0
+
+    # Speed, in this run: per-epoch cost of the penalty on the full-forward path, and cached vs full-forward training
+    # (the cached run starts from an empty cache, so building it is included).
+    speed_loop = LoopConfig(epochs=2, device=args.device, cache_activations=False)
+    full_ft = correct(model, dataset, yardstick, "finetune", None, speed_loop, workspace=args.workspace)
+    full_rr = correct(model, dataset, yardstick, "rrclarc", None, speed_loop, workspace=args.workspace)
+    epoch = {
+        name: float(np.mean([h["seconds"] for h in r.history]))
+        for name, r in (("finetune", full_ft), ("rrclarc", full_rr))
+    }
+    full_path = correct(
+        model,
+        dataset,
+        yardstick,
+        "rrclarc",
+        None,
+        LoopConfig(epochs=epochs, device=args.device, cache_activations=False),
+        workspace=args.workspace,
+    )
+    with tempfile.TemporaryDirectory() as fresh:
+        cached_path = correct(model, dataset, yardstick, "rrclarc", None, loop, workspace=fresh)
+        warm_path = correct(model, dataset, yardstick, "rrclarc", None, loop, workspace=fresh)
+
+    pattern = tables["pattern"]
+    gap_before = pattern["before"]["clean_acc"] - pattern["before"]["attacked_acc"]
+
+    def closed(row: dict) -> float:
+        return (gap_before - (row["clean_acc"] - row["attacked_acc"])) / gap_before if gap_before > 0 else float("nan")
+
+    result = {
+        "layer": layer,
+        "cav_kind": "pattern",
+        "cav_pooling": "mean",
+        "epochs": epochs,
+        "device": device.type,
+        "methods": pattern,
+        "svm": {"cav_kind": "svm", "methods": tables["svm"]},
+        "gap_closed": {kind: {m: closed(row) for m, row in rows.items()} for kind, rows in tables.items()},
+        "speed": {
+            "epoch_seconds_full_forward": epoch,
+            "rrclarc_vs_finetune_epoch": epoch["rrclarc"] / epoch["finetune"],
+            "rrclarc_full_forward_seconds": full_path.seconds,
+            "rrclarc_cached_seconds": cached_path.seconds,
+            "rrclarc_cached_warm_seconds": warm_path.seconds,
+            "cached_speedup": full_path.seconds / cached_path.seconds,
+            "cached_speedup_warm": full_path.seconds / warm_path.seconds,
+        },
+        "evaluation_seconds": evaluation_seconds,
+    }
+    markdown = _table(f"Pattern CAV ({layer}, mean-pooled, {epochs} epochs per method, {device.type})", pattern)
+    markdown += "\n" + _table("SVM CAV instead (TCAV still along the pattern CAV)", tables["svm"])
+    target = args.markdown or (str(Path(args.json).with_suffix(".md")) if args.json else None)
+    if target:
+        Path(target).write_text(markdown)
+        result["markdown"] = target
+    print(markdown)
+    rr, ft = pattern["rrclarc"], pattern["finetune"]
+    print(
+        f"rrclarc closes {closed(rr):.0%} of the clean-attacked gap, clean accuracy "
+        f"{(rr['clean_acc'] - pattern['before']['clean_acc']) * 100:+.1f} pts, TCAV sensitivity "
+        f"{rr['tcav_sensitivity'] / pattern['before']['tcav_sensitivity']:.3f}x of before, "
+        f"{(rr['attacked_acc'] - ft['attacked_acc']) * 100:+.1f} pts attacked accuracy over finetune"
+    )
+    svm_rr = tables["svm"]["rrclarc"]
+    print(f"with an svm CAV rrclarc closes {closed(svm_rr):.0%} of the gap (pattern: {closed(rr):.0%})")
+    s = result["speed"]
+    print(
+        f"epoch cost rrclarc / finetune (full forward): {s['rrclarc_vs_finetune_epoch']:.2f}x; "
+        f"rrclarc full forward {s['rrclarc_full_forward_seconds']:.1f} s vs cached path "
+        f"{s['rrclarc_cached_seconds']:.1f} s building the cache ({s['cached_speedup']:.1f}x faster), "
+        f"{s['rrclarc_cached_warm_seconds']:.1f} s with it built ({s['cached_speedup_warm']:.1f}x faster)"
+    )
+    return result

@@ -1,0 +1,115 @@
+"""A whole correction as one job: load, fit the CAV, measure before, correct, measure after, export. The CLI runs it;
+run executors can run the same job description in another process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from backend.cav import CavConfig
+from backend.concepts import fit_concept, planted_labels, read_concept_labels
+from backend.correction.configs import LoopConfig
+from backend.correction.loop import correct
+from backend.correction.methods import get_method
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT
+from backend.device import resolve_device
+from backend.errors import ConfigError
+from backend.evaluation import evaluate
+from backend.export import export_corrected
+from backend.models import load_checkpoint
+from backend.progress import ProgressCallback
+
+__all__ = ["CorrectionJob", "method_config_from", "run_correction_job"]
+
+
+def method_config_from(method: str, options: dict):
+    """The method's config from a flat dict of options; an option the method does not take is an error."""
+    info = get_method(method)
+    names = {f.name for f in fields(info.config)}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) or "no options"
+        raise ConfigError(f"{method} does not take {', '.join(unknown)} (it takes {takes})")
+    return info.config(**options)
+
+
+@dataclass(frozen=True)
+class CorrectionJob:
+    """Everything a correction run needs, JSON-serialisable. `labels`: a CSV sample_id,label of the training split
+    (default: the planted artifact)."""
+
+    out: str
+    checkpoint: str = str(DEFAULT_CHECKPOINT)
+    dataset: str | None = None
+    method: str = "rrclarc"
+    method_options: dict = field(default_factory=dict)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    layer: str | None = None
+    cav_kind: str = "pattern"
+    pooling: str = "mean"
+    labels: str | None = None
+
+    def __post_init__(self) -> None:
+        method_config_from(self.method, self.method_options)
+        CavConfig(kind=self.cav_kind)
+        if self.pooling not in ("max", "mean"):
+            raise ConfigError(f"CAV pooling must be max or mean, got {self.pooling!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_correction_job(
+    job: CorrectionJob,
+    *,
+    workspace: str | os.PathLike | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> dict:
+    """Run the job; returns paths of the export and the before/after figures."""
+    model = load_checkpoint(job.checkpoint, device=resolve_device(job.loop.device))
+    dataset = open_dataset(job.dataset or model.meta.dataset, workspace)
+    labels = read_concept_labels(job.labels) if job.labels else planted_labels(dataset, "train")
+    concept = fit_concept(
+        model,
+        dataset,
+        labels,
+        layer=job.layer,
+        pooling=job.pooling,
+        config=CavConfig(kind=job.cav_kind),
+        n_random=0,
+        workspace=workspace,
+    )
+    cav = concept.cav
+    artifact_ids = {sid for sid, flag in labels.items() if flag}
+    before = evaluate(model, dataset, cav)
+    result = correct(
+        model,
+        dataset,
+        cav,
+        job.method,
+        method_config_from(job.method, job.method_options),
+        job.loop,
+        artifact_ids=artifact_ids,
+        workspace=workspace,
+        on_progress=on_progress,
+        cancel=cancel,
+    )
+    after = evaluate(result.model, dataset, cav)
+    checkpoint, card = export_corrected(
+        result, Path(job.out), cav=cav, dataset=dataset, before=before, after=after, artifact_ids=artifact_ids
+    )
+    return {
+        "checkpoint": str(checkpoint),
+        "card": str(card),
+        "method": job.method,
+        "cached_path": result.cached_path,
+        "seconds": result.seconds,
+        "before": before.to_dict(),
+        "after": after.to_dict(),
+        "history": result.history,
+        "cav": concept.summary(),
+    }
