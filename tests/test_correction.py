@@ -286,3 +286,26 @@ def test_cli_correct_and_evaluate(tmp_path):
         timeout=300,
     )
     assert done.returncode == 2 and "aclarc does not take lam" in done.stderr
+
+
+@pytest.mark.slow
+def test_bench_correction_quick_writes_both_tables(tmp_path):
+    out = tmp_path / "correction.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "backend", "bench", "correction", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    methods = figures["methods"]
+    assert set(methods) == {"before", "finetune", "aclarc", "pclarc", "rrr", "rrclarc"}
+    for row in methods.values():
+        assert set(row) >= {"clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias", "seconds"}
+    assert methods["rrclarc"]["attacked_acc"] >= methods["finetune"]["attacked_acc"] + 0.1
+    assert methods["rrclarc"]["tcav_sensitivity"] < methods["before"]["tcav_sensitivity"]
+    assert set(figures["svm"]["methods"]) == {"before", "aclarc", "pclarc", "rrclarc"}
+    assert figures["speed"]["rrclarc_vs_finetune_epoch"] > 0 and figures["speed"]["cached_speedup"] > 1
+    assert "| rrclarc |" in (tmp_path / "correction.md").read_text()
