@@ -23,6 +23,18 @@ def _write_json(path: str | None, payload: dict) -> None:
         print(f"wrote {path}")
 
 
+def _model_and_dataset(args: argparse.Namespace):
+    """The --checkpoint (default: the shipped model, on the GPU when there is one) and the --dataset (default: the
+    one the model was trained on)."""
+    from backend.data import open_dataset
+    from backend.defaults import DEFAULT_CHECKPOINT
+    from backend.device import resolve_device
+    from backend.models import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
+    return model, open_dataset(args.dataset or model.meta.dataset, args.workspace)
+
+
 def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     from backend.training import TrainConfig
 
@@ -148,13 +160,8 @@ def _add_cav(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def _run_cav(args: argparse.Namespace) -> int:
     from backend.cav import CavConfig
     from backend.concepts import fit_concept, planted_labels, read_concept_labels
-    from backend.data import open_dataset
-    from backend.defaults import DEFAULT_CHECKPOINT
-    from backend.device import resolve_device
-    from backend.models import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
-    dataset = open_dataset(args.dataset or model.meta.dataset, args.workspace)
+    model, dataset = _model_and_dataset(args)
     labels = read_concept_labels(args.labels) if args.labels else planted_labels(dataset, args.split)
     fit = fit_concept(
         model,
@@ -307,14 +314,9 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentPars
 def _run_evaluate(args: argparse.Namespace) -> int:
     from backend.cav import load_cav
     from backend.concepts import fit_concept, planted_labels
-    from backend.data import open_dataset
-    from backend.defaults import DEFAULT_CHECKPOINT
-    from backend.device import resolve_device
     from backend.evaluation import evaluate
-    from backend.models import load_checkpoint
 
-    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
-    dataset = open_dataset(args.dataset or model.meta.dataset, args.workspace)
+    model, dataset = _model_and_dataset(args)
     if args.cav:
         cav = load_cav(args.cav)
     elif dataset.planting is not None:
