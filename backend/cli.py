@@ -194,19 +194,12 @@ def _run_cav(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_correct(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_job_arguments(p: argparse.ArgumentParser, *, with_out: bool) -> None:
+    """The options of a correction job, shared by `correct`, `runs submit` and `runs sweep`."""
     from backend.cav import cav_kinds
     from backend.correction import LoopConfig, method_names
 
     d = LoopConfig()
-    p = sub.add_parser(
-        "correct",
-        parents=[common],
-        help="correct a model for a concept (RR-ClArC or a baseline) and export it with a model card",
-        description="Fit the concept's CAV, measure the model, correct it, measure again and export the corrected "
-        "checkpoint with its model card. Concept labels come from --labels (CSV sample_id,label of the training "
-        "split) or, without it, from the planted artifact.",
-    )
     p.add_argument("--checkpoint", help="model (default: the shipped default model)")
     p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
     p.add_argument("--labels", help="concept labels, CSV sample_id,label (default: the planted artifact)")
@@ -233,16 +226,14 @@ def _add_correct(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-cache", action="store_true", help="always run the full forward pass")
     p.add_argument("--no-mixed-precision", action="store_true", help="full precision on CUDA")
-    p.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
-    p.add_argument("--json", help="write the before/after figures as JSON to this file")
-    p.set_defaults(run=_run_correct)
+    if with_out:
+        p.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
+    p.add_argument("--json", help="write the results as JSON to this file")
 
 
-def _run_correct(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def _job_from_args(args: argparse.Namespace, out: str):
     from backend.correction import LoopConfig
-    from backend.correction.pipeline import CorrectionJob, run_correction_job
+    from backend.correction.pipeline import CorrectionJob
     from backend.defaults import DEFAULT_CHECKPOINT
 
     names = ("lam", "gradient_target", "aggregation", "class_specific", "strength", "mask_source")
@@ -258,8 +249,8 @@ def _run_correct(args: argparse.Namespace) -> int:
         cache_activations=not args.no_cache,
         mixed_precision=not args.no_mixed_precision,
     )
-    job = CorrectionJob(
-        out=args.out,
+    return CorrectionJob(
+        out=out,
         checkpoint=args.checkpoint or str(DEFAULT_CHECKPOINT),
         dataset=args.dataset,
         method=args.method,
@@ -270,7 +261,28 @@ def _run_correct(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         labels=args.labels,
     )
-    bar = tqdm(total=loop.epochs, desc=args.method, unit="epoch", file=sys.stderr, disable=None)
+
+
+def _add_correct(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "correct",
+        parents=[common],
+        help="correct a model for a concept (RR-ClArC or a baseline) and export it with a model card",
+        description="Fit the concept's CAV, measure the model, correct it, measure again and export the corrected "
+        "checkpoint with its model card. Concept labels come from --labels (CSV sample_id,label of the training "
+        "split) or, without it, from the planted artifact.",
+    )
+    _add_job_arguments(p, with_out=True)
+    p.set_defaults(run=_run_correct)
+
+
+def _run_correct(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backend.correction.pipeline import run_correction_job
+
+    job = _job_from_args(args, args.out)
+    bar = tqdm(total=job.loop.epochs, desc=args.method, unit="epoch", file=sys.stderr, disable=None)
 
     def on_progress(event) -> None:
         bar.update(1)
@@ -351,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser = argparse.ArgumentParser(prog="python -m backend", description="ClArC Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_info, _add_cav, _add_correct, _add_evaluate, _add_bench):
+    from backend.runs.cli import add_runs
+
+    for add in (_add_train, _add_info, _add_cav, _add_correct, _add_evaluate, add_runs, _add_bench):
         add(sub, common)
     return parser
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from backend.cav import CavConfig
 from backend.concepts import fit_concept, planted_labels, read_concept_labels
 from backend.correction.configs import LoopConfig
-from backend.correction.loop import correct
+from backend.correction.loop import CorrectionCancelled, correct
 from backend.correction.methods import get_method
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
@@ -61,6 +61,16 @@ class CorrectionJob:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> CorrectionJob:
+        data = dict(data)
+        data["loop"] = LoopConfig(**data.get("loop", {}))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown correction job fields: {', '.join(unknown)}")
+        return cls(**data)
+
 
 def run_correction_job(
     job: CorrectionJob,
@@ -70,6 +80,11 @@ def run_correction_job(
     cancel: threading.Event | None = None,
 ) -> dict:
     """Run the job; returns paths of the export and the before/after figures."""
+
+    def check_cancel() -> None:
+        if cancel is not None and cancel.is_set():
+            raise CorrectionCancelled(f"{job.method} run cancelled")
+
     model = load_checkpoint(job.checkpoint, device=resolve_device(job.loop.device))
     dataset = open_dataset(job.dataset or model.meta.dataset, workspace)
     labels = read_concept_labels(job.labels) if job.labels else planted_labels(dataset, "train")
@@ -85,7 +100,9 @@ def run_correction_job(
     )
     cav = concept.cav
     artifact_ids = {sid for sid, flag in labels.items() if flag}
+    check_cancel()
     before = evaluate(model, dataset, cav)
+    check_cancel()
     result = correct(
         model,
         dataset,
@@ -98,6 +115,7 @@ def run_correction_job(
         on_progress=on_progress,
         cancel=cancel,
     )
+    check_cancel()
     after = evaluate(result.model, dataset, cav)
     checkpoint, card = export_corrected(
         result, Path(job.out), cav=cav, dataset=dataset, before=before, after=after, artifact_ids=artifact_ids

@@ -1,0 +1,286 @@
+"""The run store: one SQLite file (WAL mode, no server) under the workspace, shared by the app, the CLI and workers.
+
+Every write is one short IMMEDIATE transaction, so concurrent writers from threads and processes serialise instead
+of losing updates; readers never block writers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.errors import ConfigError
+from backend.workspace import resolve_workspace
+
+__all__ = ["RUN_STATUSES", "FINAL_STATUSES", "RunRecord", "RunStore"]
+
+RUN_STATUSES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sweep_id TEXT,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    device TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    heartbeat REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    error TEXT,
+    traceback TEXT,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    pid INTEGER,
+    slot INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as stored. `config` is the CorrectionJob as a dict; `outputs` maps names to paths."""
+
+    id: str
+    name: str
+    sweep_id: str | None
+    status: str
+    config: dict
+    device: str
+    engine: str
+    created: float
+    started: float | None
+    finished: float | None
+    heartbeat: float | None
+    progress: float
+    message: str
+    error: str | None
+    traceback: str | None
+    outputs: dict
+    result: dict | None
+    pid: int | None
+    slot: int | None
+    cancel_requested: bool
+    history: tuple[dict, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"history": list(self.history)}
+
+
+class RunStore:
+    """Runs and their metric history in `<workspace>/studio.db`."""
+
+    def __init__(self, workspace: str | os.PathLike | None = None) -> None:
+        self.workspace = resolve_workspace(workspace)
+        self.path = self.workspace / "studio.db"
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def run_dir(self, run_id: str) -> Path:
+        path = self.workspace / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=30000")
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- writing ------------------------------------------------------------------------------------------------
+
+    def create(
+        self, config: dict, *, name: str = "", sweep_id: str | None = None, device: str = "cpu", engine: str = "local"
+    ) -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO runs (id, name, sweep_id, status, config, device, engine, created) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (
+                    run_id,
+                    name or config.get("method", "run"),
+                    sweep_id,
+                    json.dumps(config),
+                    device,
+                    engine,
+                    time.time(),
+                ),
+            )
+        return run_id
+
+    def claim_next(self, device: str, limit: int) -> tuple[str, int] | None:
+        """Atomically move the oldest queued local run of `device` to `starting` if fewer than `limit` are active;
+        returns it with a free slot number (the GPU index for CUDA runs)."""
+        with self._write() as db:
+            slots = {
+                r[0]
+                for r in db.execute(
+                    "SELECT slot FROM runs WHERE device = ? AND engine = 'local' AND status IN ('starting', 'running')",
+                    (device,),
+                )
+            }
+            if len(slots) >= limit:
+                return None
+            row = db.execute(
+                "SELECT id FROM runs WHERE device = ? AND engine = 'local' AND status = 'queued' "
+                "ORDER BY created, id LIMIT 1",
+                (device,),
+            ).fetchone()
+            if row is None:
+                return None
+            slot = min(set(range(limit)) - slots)
+            db.execute(
+                "UPDATE runs SET status = 'starting', heartbeat = ?, slot = ? WHERE id = ?",
+                (time.time(), slot, row["id"]),
+            )
+            return row["id"], slot
+
+    def set_fields(self, run_id: str, **fields) -> None:
+        if not fields:
+            return
+        for key in ("outputs", "result", "config"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key])
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        with self._write() as db:
+            if db.execute("UPDATE runs SET " + columns + " WHERE id = ?", (*fields.values(), run_id)).rowcount != 1:
+                raise ConfigError(f"no run {run_id!r}")
+
+    def finish(self, run_id: str, status: str, **fields) -> bool:
+        """Move an unfinished run to a final status; False if it had already finished (the first word stands)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"{status} is not a final status")
+        for key in ("outputs", "result"):
+            if key in fields and not isinstance(fields[key], str):
+                fields[key] = json.dumps(fields[key])
+        fields |= {"status": status, "finished": time.time()}
+        columns = ", ".join(f"{key} = ?" for key in fields)
+        placeholders = ", ".join("?" for _ in FINAL_STATUSES)
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE runs SET " + columns + f" WHERE id = ? AND status NOT IN ({placeholders})",
+                (*fields.values(), run_id, *FINAL_STATUSES),
+            ).rowcount
+        return changed == 1
+
+    def add_metrics(self, run_id: str, step: int, data: dict, progress: float, message: str = "") -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO metrics (run_id, step, data, time) VALUES (?, ?, ?, ?)",
+                (run_id, step, json.dumps(data), now),
+            )
+            db.execute(
+                "UPDATE runs SET progress = ?, message = ?, heartbeat = ? WHERE id = ?",
+                (progress, message, now, run_id),
+            )
+
+    def beat(self, run_id: str) -> bool:
+        """Record a heartbeat; returns whether cancellation was requested."""
+        with self._write() as db:
+            db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
+            row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def request_cancel(self, run_id: str) -> str:
+        """Cancel a queued run at once, flag a running one for its worker; returns the status afterwards."""
+        record = self.get(run_id)
+        if record.status in FINAL_STATUSES:
+            return record.status
+        self.set_fields(run_id, cancel_requested=1)
+        if record.status == "queued" and self.finish(run_id, "cancelled", message="cancelled before it started"):
+            return "cancelled"
+        return self.get(run_id).status
+
+    def mark_dead(self, stale_after: float = 15.0, alive=None) -> list[str]:
+        """Fail active runs whose worker stopped beating (or whose process is gone, per `alive(pid)`)."""
+        now = time.time()
+        dead = []
+        for record in self.list(statuses=("starting", "running")):
+            if record.engine != "local":
+                continue
+            silent = now - (record.heartbeat or record.created)
+            gone = alive is not None and record.pid is not None and not alive(record.pid)
+            if silent > stale_after or gone:
+                reason = (
+                    f"worker process {record.pid} is gone"
+                    if gone
+                    else f"worker stopped responding (no heartbeat for {silent:.0f} s)"
+                )
+                if self.finish(record.id, "failed", error=f"the run's worker died: {reason}"):
+                    dead.append(record.id)
+        return dead
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def _record(self, row: sqlite3.Row, history: tuple[dict, ...] = ()) -> RunRecord:
+        data = dict(row)
+        data["config"] = json.loads(data["config"])
+        data["outputs"] = json.loads(data["outputs"] or "{}")
+        data["result"] = json.loads(data["result"]) if data["result"] else None
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return RunRecord(**data, history=history)
+
+    def get(self, run_id: str) -> RunRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise ConfigError(f"no run {run_id!r} in {self.path}")
+            history = tuple(
+                json.loads(r["data"])
+                for r in db.execute("SELECT data FROM metrics WHERE run_id = ? ORDER BY step, rowid", (run_id,))
+            )
+        return self._record(row, history)
+
+    def list(self, *, statuses: tuple[str, ...] | None = None, sweep_id: str | None = None) -> list[RunRecord]:
+        query, args = "SELECT * FROM runs", []
+        clauses = []
+        if statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            args += list(statuses)
+        if sweep_id:
+            clauses.append("sweep_id = ?")
+            args.append(sweep_id)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY created, id", args).fetchall()
+        return [self._record(r) for r in rows]

@@ -1,0 +1,78 @@
+"""Sweeps: a grid over lambda (and optionally method and CAV kind) launched as one group of runs, summarised as the
+trade-off between clean and attacked accuracy with the Pareto-best runs marked."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import fields, replace
+
+from backend.correction.methods import get_method
+from backend.correction.pipeline import CorrectionJob
+from backend.errors import ConfigError
+from backend.runs.store import RunStore
+
+__all__ = ["pareto_front", "submit_sweep", "sweep_summary"]
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """For (clean, attacked) accuracy pairs: True where no other point is at least as good in both and better in one."""
+    best = []
+    for i, (c, a) in enumerate(points):
+        dominated = any(c2 >= c and a2 >= a and (c2 > c or a2 > a) for j, (c2, a2) in enumerate(points) if j != i)
+        best.append(not dominated)
+    return best
+
+
+def submit_sweep(
+    executor,
+    base: CorrectionJob,
+    lams: Sequence[float],
+    methods: Sequence[str] | None = None,
+    cav_kinds: Sequence[str] | None = None,
+) -> tuple[str, list[str]]:
+    """Submit the grid as one sweep; methods without a lambda run once per CAV kind. Returns (sweep id, run ids)."""
+    if not lams:
+        raise ConfigError("a sweep needs at least one lambda")
+    sweep_id = "sweep-" + uuid.uuid4().hex[:8]
+    run_ids = []
+    for method in methods or (base.method,):
+        takes_lam = "lam" in {f.name for f in fields(get_method(method).config)}
+        for kind in cav_kinds or (base.cav_kind,):
+            options = dict(base.method_options) if method == base.method else {}
+            for lam in lams if takes_lam else (None,):
+                job = replace(
+                    base,
+                    method=method,
+                    cav_kind=kind,
+                    method_options=options | ({"lam": float(lam)} if takes_lam else {}),
+                )
+                label = f"{method} {kind}" + (f" lam={lam:g}" if takes_lam else "")
+                run_ids.append(executor.submit(job, name=label, sweep_id=sweep_id))
+    return sweep_id, run_ids
+
+
+def sweep_summary(store: RunStore, sweep_id: str) -> list[dict]:
+    """One row per run: its grid point, status and after-correction figures; `pareto` marks the best trade-offs
+    among the runs that succeeded."""
+    rows = []
+    for record in store.list(sweep_id=sweep_id):
+        after = (record.result or {}).get("after") or {}
+        rows.append(
+            {
+                "run_id": record.id,
+                "name": record.name,
+                "status": record.status,
+                "method": record.config.get("method"),
+                "cav_kind": record.config.get("cav_kind"),
+                "lam": record.config.get("method_options", {}).get("lam"),
+                "clean_acc": after.get("clean_acc"),
+                "attacked_acc": after.get("attacked_acc"),
+                "tcav_sensitivity": after.get("tcav_sensitivity"),
+                "pareto": False,
+            }
+        )
+    done = [r for r in rows if r["status"] == "succeeded" and r["clean_acc"] is not None]
+    for row, best in zip(done, pareto_front([(r["clean_acc"], r["attacked_acc"] or 0.0) for r in done])):
+        row["pareto"] = best
+    return rows

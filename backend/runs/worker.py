@@ -1,0 +1,101 @@
+"""Execute one stored run: in a worker process of the local executor (`python -m backend.runs.worker`) or inside a
+Ray task. The run's status, progress, metric history, error and outputs all go to the run store; a heartbeat
+thread keeps the run alive in the store and picks up cancellation requests."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+import time
+import traceback
+
+from backend.correction.loop import CorrectionCancelled
+from backend.correction.pipeline import CorrectionJob, run_correction_job
+from backend.progress import ProgressEvent
+from backend.runs.store import FINAL_STATUSES, RunStore
+
+__all__ = ["HEARTBEAT_SECONDS", "execute_run"]
+
+HEARTBEAT_SECONDS = 1.0
+_CANCEL_GRACE_SECONDS = 2.0
+
+
+def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> str:
+    """Run `run_id` to its end and return its final status. With `hard_cancel` (own process), a run that does not
+    stop within a grace period of its cancellation is marked cancelled and the process exits."""
+    store = RunStore(workspace)
+    record = store.get(run_id)
+    if record.status in FINAL_STATUSES:
+        return record.status
+    run_dir = store.run_dir(run_id)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("backend")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    cancel, stop = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:
+        asked_at = None
+        while not stop.wait(HEARTBEAT_SECONDS):
+            if store.beat(run_id) and not cancel.is_set():
+                cancel.set()
+                asked_at = time.time()
+            if hard_cancel and asked_at and time.time() - asked_at > _CANCEL_GRACE_SECONDS:
+                store.finish(run_id, "cancelled", message="cancelled (stopped by its worker)")
+                os._exit(0)
+
+    def on_progress(event: ProgressEvent) -> None:
+        store.add_metrics(
+            run_id,
+            event.step,
+            event.metrics,
+            progress=event.fraction,
+            message=f"{event.stage} {event.step}/{event.total}",
+        )
+
+    store.set_fields(
+        run_id, status="running", started=time.time(), heartbeat=time.time(), pid=os.getpid(), message="running"
+    )
+    beating = threading.Thread(target=heartbeat, name=f"heartbeat-{run_id}", daemon=True)
+    beating.start()
+    try:
+        job = CorrectionJob.from_dict(record.config)
+        logger.info("run %s: %s", run_id, job.to_dict())
+        summary = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
+        outputs = {"checkpoint": summary["checkpoint"], "card": summary["card"], "log": str(run_dir / "run.log")}
+        store.finish(run_id, "succeeded", result=summary, outputs=outputs, progress=1.0, message="done")
+    except CorrectionCancelled as exc:
+        store.finish(run_id, "cancelled", message=str(exc), outputs={"log": str(run_dir / "run.log")})
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the store with its traceback
+        logger.exception("run %s failed", run_id)
+        store.finish(
+            run_id,
+            "failed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+            outputs={"log": str(run_dir / "run.log")},
+        )
+    finally:
+        stop.set()
+        beating.join(timeout=5)
+        logger.removeHandler(handler)
+        handler.close()
+    return store.get(run_id).status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m backend.runs.worker", description="execute one stored run")
+    parser.add_argument("--workspace", required=True)
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args()
+    execute_run(args.workspace, args.run_id, hard_cancel=True)
+    from backend.runs.executor import LocalExecutor
+
+    LocalExecutor(args.workspace).dispatch()  # start what waited for this worker's slot
+
+
+if __name__ == "__main__":
+    main()
