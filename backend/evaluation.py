@@ -165,7 +165,8 @@ def evaluate(
     if artifact_ids is not None:
         view = dataset.split(split, "as_planted", model.meta.normalization)
         logits = predict_logits(model.module, view, device=next(model.module.parameters()).device)
-        flags = np.array([sid in set(artifact_ids) for sid in view.sample_ids])
+        wanted = set(artifact_ids)
+        flags = np.array([sid in wanted for sid in view.sample_ids])
         hits = logits.argmax(1).numpy() == view.labels
         extra["with_artifact_acc"] = float(hits[flags].mean()) if flags.any() else None
         extra["without_artifact_acc"] = float(hits[~flags].mean()) if (~flags).any() else None
