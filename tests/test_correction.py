@@ -315,9 +315,10 @@ def test_evaluate_reports_accuracy_with_and_without_annotated_artifacts(model, s
     view = small_dataset.split("test")
     annotated = set(view.sample_ids[:20])
     figures = evaluate(model, small_dataset, None, artifact_ids=annotated)
-    logits = model.module.eval()(torch.stack([view.with_normalization(model.meta.normalization)[i][0]
-                                               for i in range(len(view))]))
-    hits = (logits.argmax(1).numpy() == view.labels)
+    logits = model.module.eval()(
+        torch.stack([view.with_normalization(model.meta.normalization)[i][0] for i in range(len(view))])
+    )
+    hits = logits.argmax(1).numpy() == view.labels
     assert figures.with_artifact_acc == pytest.approx(hits[:20].mean())
     assert figures.without_artifact_acc == pytest.approx(hits[20:].mean())
     assert figures.tcav_score is None and figures.r_bias is not None
