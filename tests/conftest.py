@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def run_backend(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m backend ARGS` from the repository root, as a user would run it; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
 
 # Small splits keep tests fast while exercising the same generator and planting as the default.
 SMALL_SPEC = "synthderm?n_train=120&n_val=30&n_test=60"

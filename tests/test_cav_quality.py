@@ -1,8 +1,6 @@
 """CAV quality measures against slow references written here, and the active-annotation ranking."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import pytest
 from backend.cav import CavConfig
 from backend.cav_quality import alignment, divergence, separability_auc, significance, suggest_samples
 from backend.errors import ConfigError
-from tests.conftest import ROOT
+from tests.conftest import run_backend
 
 
 def _slow_auc(scores, labels):
@@ -72,13 +70,7 @@ def test_suggest_returns_the_best_unlabelled_samples_first():
 
 def test_bench_cav_quick_meets_the_paper_claims(tmp_path):
     out = tmp_path / "cav.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "bench", "cav", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_backend("bench", "cav", "--quick", "--json", str(out), timeout=600)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     kinds = figures["kinds"]

@@ -3,8 +3,6 @@ and cancellation leave nothing broken, exports reload with their metrics."""
 
 import copy
 import json
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -35,7 +33,7 @@ from backend.evaluation import directional_derivatives, evaluate
 from backend.export import export_corrected
 from backend.models import build_model, load_checkpoint
 from backend.models.split import split_at_layer
-from tests.conftest import ROOT
+from tests.conftest import run_backend
 
 LAYER = "features.20"
 
@@ -247,57 +245,26 @@ def test_directional_derivative_matches_finite_differences(model, small_dataset,
 
 def test_cli_correct_and_evaluate(tmp_path):
     out, report = tmp_path / "corrected", tmp_path / "correct.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "correct", "--epochs", "2", "--out", str(out), "--json", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_backend("correct", "--epochs", "2", "--out", str(out), "--json", str(report), timeout=600)
     assert done.returncode == 0, done.stderr
     summary = json.loads(report.read_text())
     assert summary["after"]["attacked_acc"] > summary["before"]["attacked_acc"]
     assert (out / "model.safetensors").exists() and (out / "model.json").exists()
     assert "before" in done.stdout and "epoch 2/2" in done.stderr
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "evaluate",
-            "--checkpoint",
-            str(out / "model.safetensors"),
-            "--json",
-            str(tmp_path / "eval.json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_backend(
+        "evaluate", "--checkpoint", str(out / "model.safetensors"), "--json", str(tmp_path / "eval.json"), timeout=600
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "eval.json").read_text())
     assert figures["attacked_acc"] == pytest.approx(summary["after"]["attacked_acc"], abs=1e-6)
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "correct", "--method", "aclarc", "--lam", "3", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_backend("correct", "--method", "aclarc", "--lam", "3", "--out", str(out), timeout=300)
     assert done.returncode == 2 and "aclarc does not take lam" in done.stderr
 
 
 @pytest.mark.slow
 def test_bench_correction_quick_writes_both_tables(tmp_path):
     out = tmp_path / "correction.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "bench", "correction", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_backend("bench", "correction", "--quick", "--json", str(out), timeout=900)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     methods = figures["methods"]

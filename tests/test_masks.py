@@ -1,15 +1,13 @@
 """Artifact masks from heatmaps, and IoU, pointing game and R_bias against slow references."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from backend.errors import ConfigError
 from backend.masks import MaskConfig, heatmap_masks, iou, pointing_game, r_bias, tune_mask_config
-from tests.conftest import ROOT
+from tests.conftest import run_backend
 
 
 def _maps():
@@ -70,13 +68,7 @@ def test_iou_pointing_and_r_bias_match_slow_references():
 
 def test_bench_attribution_shows_the_shortcut_and_finds_the_artifact(tmp_path):
     out = tmp_path / "attribution.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "bench", "attribution", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_backend("bench", "attribution", "--json", str(out), timeout=600)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     rb, masks, latency = figures["r_bias"], figures["concept_masks"], figures["latency"]

@@ -1,8 +1,6 @@
 """Training from the CLI: the quick config is fast and still learns the planted shortcut."""
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,19 +9,13 @@ import torch
 from backend.errors import ConfigError
 from backend.models import load_checkpoint
 from backend.training import TrainConfig, _augment, train_model
-from tests.conftest import ROOT
+from tests.conftest import run_backend
 
 
 def test_quick_training_from_the_cli_is_fast_and_learns_the_shortcut(tmp_path, workspace):
     out, report = tmp_path / "quick.safetensors", tmp_path / "quick.json"
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "backend", "train", "--quick", "--out", str(out), "--json", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_backend("train", "--quick", "--out", str(out), "--json", str(report), timeout=300)
     seconds = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     assert seconds <= 60, f"train --quick took {seconds:.1f} s"
@@ -65,21 +57,8 @@ def test_bad_training_configs(bad):
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "train",
-            "--dataset",
-            "synthderm?artifact=sticker",
-            "--out",
-            str(tmp_path / "x.safetensors"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_backend(
+        "train", "--dataset", "synthderm?artifact=sticker", "--out", str(tmp_path / "x.safetensors"), timeout=120
     )
     assert done.returncode == 2
     assert "error: unknown artifact 'sticker'" in done.stderr and "Traceback" not in done.stderr

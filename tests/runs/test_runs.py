@@ -4,15 +4,13 @@ concurrent submissions, sweeps, and the executor's overhead."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 from backend.correction import LoopConfig
 from backend.correction.pipeline import CorrectionJob, run_correction_job
 from backend.runs import LocalExecutor, RunStore, pareto_front, submit_sweep, sweep_summary
-from tests.conftest import ROOT, SMALL_SPEC
+from tests.conftest import SMALL_SPEC, run_backend
 
 
 def _job(**overrides) -> CorrectionJob:
@@ -139,20 +137,9 @@ def test_executor_overhead_is_at_most_20_percent(tmp_path, workspace):
     the CLI and through the store and a worker: the difference is what the run machinery costs."""
     job = CorrectionJob(out=str(tmp_path / "direct"), loop=LoopConfig(epochs=5, device="cpu"))
     run_correction_job(job, workspace=workspace)  # warm the caches both paths share
-    command = [
-        sys.executable,
-        "-m",
-        "backend",
-        "correct",
-        "--epochs",
-        "5",
-        "--device",
-        "cpu",
-        "--out",
-        str(tmp_path / "cli"),
-    ]
+    command = ["correct", "--epochs", "5", "--device", "cpu", "--out", str(tmp_path / "cli")]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = run_backend(*command, timeout=600)
     direct = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     executor = LocalExecutor(workspace)
@@ -166,13 +153,7 @@ def test_executor_overhead_is_at_most_20_percent(tmp_path, workspace):
 
 def test_runs_cli_submit_sweep_list_show_cancel(tmp_path):
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "backend", "runs", *args, "--workspace", str(tmp_path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return run_backend("runs", *args, "--workspace", str(tmp_path), timeout=600)
 
     done = cli("submit", "--dataset", SMALL_SPEC, "--epochs", "2", "--wait", "--json", str(tmp_path / "s.json"))
     assert done.returncode == 0, done.stderr
