@@ -11,7 +11,12 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 
 st.set_page_config(page_title="ClArC Studio", page_icon=":material/biotech:", layout="wide")
 
+_HERE = Path(__file__).resolve().parent
 pages = [
-    st.Page(str(Path(__file__).parent / "setup.py"), title="Setup", icon=":material/tune:", default=True),
+    st.Page(str(_HERE / "setup.py"), title="Setup", icon=":material/tune:", default=True),
+    st.Page(str(_HERE / "explore.py"), title="Explore", icon=":material/grid_view:", url_path="explore"),
+    st.Page(str(_HERE / "concepts.py"), title="Concepts", icon=":material/explore:", url_path="concepts"),
+    st.Page(str(_HERE / "correct.py"), title="Correct", icon=":material/healing:", url_path="correct"),
+    st.Page(str(_HERE / "results.py"), title="Results", icon=":material/compare:", url_path="results"),
 ]
 st.navigation(pages).run()

@@ -1,14 +1,14 @@
-"""Setup: choose the model and the dataset; see the model card, the class balance and the shortcut it learned."""
+"""Setup: choose the model, the dataset and the layer; see the model card, the class balance and the shortcut the
+model learned (its accuracy on clean test images and on the same images with the artifact)."""
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from app.resources import load_dataset, load_model, test_accuracy
-from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
+from app.context import current_context, init_choices
+from app.resources import layer_choices, test_accuracy
 from backend.errors import ClarcError
+from backend.uploads import store_checkpoint_upload
 from components.image_grid import image_grid
 from components.plots import class_balance_chart
 
@@ -16,29 +16,49 @@ st.title("ClArC Studio")
 st.caption("Find the shortcuts a skin-lesion classifier learned, and unlearn them.")
 
 state = st.session_state
-state.setdefault("checkpoint", str(DEFAULT_CHECKPOINT))
+init_choices()
+
+
+def _take_upload() -> None:
+    upload = state.get("checkpoint_upload")
+    if upload is None:
+        return
+    try:
+        state["checkpoint"] = str(store_checkpoint_upload(upload.getvalue()))
+        state.pop("upload_error", None)
+    except ClarcError as exc:
+        state["upload_error"] = str(exc)
+
 
 left, right = st.columns(2)
-checkpoint = left.text_input("Model checkpoint", key="checkpoint", help="a .safetensors (or weights-only .pt) file")
-try:
-    model = load_model(checkpoint, os.path.getmtime(checkpoint) if os.path.exists(checkpoint) else 0.0)
-except ClarcError as exc:
-    st.error(str(exc))
-    st.stop()
-
-state.setdefault("dataset_spec", model.meta.dataset or DEFAULT_DATASET)
-spec = right.text_input(
+left.text_input(
+    "Model checkpoint",
+    key="checkpoint",
+    persist_state="session",
+    help="path of a .safetensors (or weights-only .pt) file",
+)
+left.file_uploader("…or upload one", type=["safetensors", "pt", "pth"], key="checkpoint_upload", on_change=_take_upload)
+if state.get("upload_error"):
+    left.error(state["upload_error"])
+context = current_context()
+right.text_input(
     "Dataset",
     key="dataset_spec",
-    help="`synthderm` (embedded benchmark, e.g. `synthderm?artifact=ruler&p=0.3`), `isic:/folder` or `folder:/folder`",
+    persist_state="session",
+    help="`synthderm` (the embedded benchmark, e.g. `synthderm?artifact=ruler&p=0.3`), "
+    "`isic:/path/to/ISIC_2019_Training_Input` (with its ground-truth CSV) or `folder:/path` (one sub-folder per class)",
+)
+model, dataset = context.model, context.dataset
+right.selectbox(
+    "Layer for concepts",
+    layer_choices(model.sha256, model),
+    key="layer",
+    persist_state="session",
+    help="where CAVs are fitted and the correction acts; the architecture's default is preselected",
 )
 try:
-    dataset = load_dataset(spec)
-    if tuple(dataset.classes) != tuple(model.meta.classes):
-        st.error(f"The model predicts {list(model.meta.classes)} but the dataset has classes {list(dataset.classes)}.")
-        st.stop()
     described = dataset.describe()
-    figures = test_accuracy(model.sha256, spec, model)
+    figures = test_accuracy(model.sha256, context.spec, model)
 except ClarcError as exc:
     st.error(str(exc))
     st.stop()
@@ -62,7 +82,7 @@ if planting:
         f"{', '.join(planting['classes'])} training and validation images."
     )
 else:
-    st.write("No artifact planted.")
+    st.write("No artifact planted: annotate the samples that show one on **Explore**.")
 st.plotly_chart(class_balance_chart(described["counts"]), key="class_balance")
 
 st.subheader("Test accuracy")

@@ -12,6 +12,7 @@ from backend.cav import CavConfig, fit_cav, validate_concept_data
 from backend.errors import ConfigError
 
 __all__ = [
+    "can_test_significance",
     "Alignment",
     "Significance",
     "separability_auc",
@@ -79,6 +80,16 @@ def divergence(vectors: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     return {a: {b: float(unit[a] @ unit[b]) for b in names} for a in names}
 
 
+def _held_out(n: int, test_fraction: float) -> int:
+    return max(1, int(round(test_fraction * n)))
+
+
+def can_test_significance(labels: np.ndarray, test_fraction: float = 0.3) -> bool:
+    """Whether each group keeps at least 2 samples to fit on after holding out its share."""
+    labels = np.asarray(labels)
+    return all(n - _held_out(n, test_fraction) >= 2 for n in (int((labels == 1).sum()), int((labels == 0).sum())))
+
+
 def significance(
     activations: np.ndarray,
     labels: np.ndarray,
@@ -95,18 +106,22 @@ def significance(
     if n_random < 1 or not 0 < test_fraction < 1:
         raise ConfigError("need n_random >= 1 and 0 < test_fraction < 1")
     rng = np.random.default_rng(seed)
-    test = np.zeros(len(y), dtype=bool)
-    for group in (0, 1):  # stratified held-out part
-        members = rng.permutation(np.flatnonzero(y == group))
-        test[members[: max(1, int(round(test_fraction * len(members))))]] = True
-    train = ~test
-    if min(y[train].sum(), (1 - y[train]).sum()) < 2:
-        raise ConfigError("too few samples of one group to hold some out for the significance test")
+
+    def stratified_test(labels_: np.ndarray) -> np.ndarray:
+        test = np.zeros(len(labels_), dtype=bool)
+        for group in (0, 1):
+            members = rng.permutation(np.flatnonzero(labels_ == group))
+            test[members[: _held_out(len(members), test_fraction)]] = True
+        return test
 
     def held_out_auc(labels_: np.ndarray) -> float:
-        cav = fit_cav(x[train], labels_[train], config)
+        """Fit on a stratified part, score on the rest: random labels get the same group sizes on both sides."""
+        test = stratified_test(labels_)
+        cav = fit_cav(x[~test], labels_[~test], config)
         return separability_auc(x[test] @ cav.vector, labels_[test])
 
+    if not can_test_significance(y, test_fraction):
+        raise ConfigError("too few samples of one group to hold some out for the significance test")
     score = held_out_auc(y)
     null = np.array([held_out_auc(rng.permutation(y)) for _ in range(n_random)])
     p_value = (1 + int((null >= score).sum())) / (n_random + 1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from backend.activations import cached_activations
 from backend.cav import Cav, CavConfig, fit_cav
-from backend.cav_quality import Significance, alignment, separability_auc, significance
+from backend.cav_quality import Significance, alignment, can_test_significance, separability_auc, significance
 from backend.data.dataset import ClarcDataset
 from backend.errors import ConfigError
 from backend.models.checkpoint import LoadedModel
@@ -123,7 +123,7 @@ def fit_concept(
             for test_view in ("attacked", "clean")
         )
         aligned = alignment(cav.vector, with_artifact, without).mean
-    sig = significance(x, y, config, n_random=n_random) if n_random > 0 else None
+    sig = significance(x, y, config, n_random=n_random) if n_random > 0 and can_test_significance(y) else None
     return ConceptFit(
         cav=cav,
         train_auc=separability_auc(cav.scores(x), y),

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["class_balance_chart"]
+__all__ = [
+    "before_after_bars",
+    "class_balance_chart",
+    "divergence_heatmap",
+    "embedding_scatter",
+    "loss_chart",
+    "roc_chart",
+    "score_histogram",
+    "selected_rows",
+    "tradeoff_scatter",
+]
 
 
 def class_balance_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
@@ -20,3 +33,123 @@ def class_balance_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
         legend_title_text="split",
     )
     return fig
+
+
+_MARGIN = dict(l=10, r=10, t=30, b=10)
+
+
+def embedding_scatter(points: np.ndarray, values: Sequence, colour: str, sample_ids: Sequence[str]) -> go.Figure:
+    """2-D embedding (N, 2), coloured by a category or a score; hovering shows the sample id. Each point carries
+    its row index as customdata, so a selection maps back to samples whatever the trace."""
+    values = list(values)
+    fig = go.Figure()
+    if values and isinstance(values[0], str):
+        for category in sorted(set(values)):
+            rows = [i for i, v in enumerate(values) if v == category]
+            fig.add_scattergl(
+                x=points[rows, 0],
+                y=points[rows, 1],
+                mode="markers",
+                name=category,
+                marker=dict(size=5),
+                text=[sample_ids[i] for i in rows],
+                customdata=[[i] for i in rows],
+                hovertemplate="%{text}<extra>" + category + "</extra>",
+            )
+    else:
+        fig.add_scattergl(
+            x=points[:, 0],
+            y=points[:, 1],
+            mode="markers",
+            name=colour,
+            text=list(sample_ids),
+            customdata=[[i] for i in range(len(points))],
+            marker=dict(size=5, color=values, colorscale="RdBu_r", colorbar=dict(title=colour)),
+            hovertemplate="%{text}: %{marker.color:.3f}<extra></extra>",
+        )
+    fig.update_layout(height=520, margin=_MARGIN, dragmode="lasso", legend_title_text=colour)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+def score_histogram(scores: np.ndarray, labels: np.ndarray) -> go.Figure:
+    """Overlaid histograms of CAV scores of the samples labelled artifact (1) and clean (0)."""
+    fig = go.Figure()
+    for value, name, colour in ((0, "clean", "#2a9d8f"), (1, "artifact", "#c0392b")):
+        fig.add_histogram(x=scores[labels == value], name=name, marker_color=colour, opacity=0.65, nbinsx=30)
+    fig.update_layout(barmode="overlay", height=300, margin=_MARGIN, xaxis_title="CAV score", yaxis_title="samples")
+    return fig
+
+
+def roc_chart(fpr: np.ndarray, tpr: np.ndarray, auc: float) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(x=fpr, y=tpr, mode="lines", name=f"CAV (AUC {auc:.3f})", line=dict(color="#c0392b"))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="gray"))
+    fig.update_layout(height=300, margin=_MARGIN, xaxis_title="false positive rate", yaxis_title="true positive rate")
+    return fig
+
+
+def divergence_heatmap(similarity: dict[str, dict[str, float]]) -> go.Figure:
+    """Pairwise cosine similarity between CAV kinds."""
+    names = list(similarity)
+    z = [[similarity[a][b] for b in names] for a in names]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=-1, zmax=1, colorscale="RdBu_r", texttemplate="%{z:.2f}"))
+    fig.update_layout(height=320, margin=_MARGIN, yaxis_autorange="reversed")
+    return fig
+
+
+def before_after_bars(rows: dict[str, dict[str, float | None]]) -> go.Figure:
+    """Grouped bars of figures (x) before and after correction (colour). `rows[figure] -> {"before", "after"}`."""
+    fig = go.Figure()
+    names = list(rows)
+    for when, colour in (("before", "#95a5a6"), ("after", "#2a9d8f")):
+        fig.add_bar(name=when, x=names, y=[rows[n][when] for n in names], marker_color=colour)
+    fig.update_layout(barmode="group", height=320, margin=_MARGIN)
+    return fig
+
+
+def tradeoff_scatter(rows: Sequence[dict]) -> go.Figure:
+    """A sweep's runs as clean vs attacked accuracy, Pareto-best runs highlighted."""
+    fig = go.Figure()
+    for best, name, symbol in ((False, "run", "circle"), (True, "Pareto-best", "star")):
+        chosen = [r for r in rows if r["pareto"] == best and r["clean_acc"] is not None]
+        fig.add_scatter(
+            x=[r["clean_acc"] for r in chosen],
+            y=[r["attacked_acc"] for r in chosen],
+            mode="markers+text",
+            name=name,
+            text=[f"λ={r['lam']:g}" if r["lam"] is not None else r["method"] for r in chosen],
+            textposition="top center",
+            marker=dict(size=12, symbol=symbol),
+        )
+    fig.update_layout(
+        height=360,
+        margin=_MARGIN,
+        xaxis_title="clean accuracy",
+        yaxis_title="attacked accuracy",
+        xaxis_tickformat=".0%",
+        yaxis_tickformat=".0%",
+    )
+    return fig
+
+
+def loss_chart(history: Sequence[dict]) -> go.Figure:
+    """Loss, cross-entropy and penalty per epoch of a correction run."""
+    fig = go.Figure()
+    epochs = [h["epoch"] for h in history]
+    for name in ("loss", "ce", "penalty"):
+        if history and name in history[0]:
+            fig.add_scatter(x=epochs, y=[h[name] for h in history], mode="lines+markers", name=name)
+    fig.update_layout(height=280, margin=_MARGIN, xaxis_title="epoch", yaxis_type="log")
+    return fig
+
+
+def selected_rows(points: Sequence[dict]) -> list[int]:
+    """Row indices of the points of a plotly selection made on `embedding_scatter`."""
+    rows = set()
+    for point in points:
+        data = point.get("customdata")
+        if data is not None:
+            rows.add(int(data[0] if isinstance(data, list | tuple) else data))
+    return sorted(rows)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from backend.cav import CavConfig
-from backend.cav_quality import alignment, divergence, separability_auc, significance, suggest_samples
+from backend.cav_quality import (
+    alignment,
+    can_test_significance,
+    divergence,
+    separability_auc,
+    significance,
+    suggest_samples,
+)
 from backend.errors import ConfigError
 from tests.conftest import run_backend
 
@@ -57,6 +64,23 @@ def test_significance_separates_a_real_concept_from_random_labels():
     assert len(result.null) == 30 and result.null.mean() < 0.7
     noise = rng.normal(size=(120, 16))
     assert not significance(noise, y, n_random=30).significant
+
+
+def test_significance_with_a_rare_concept_keeps_both_groups_in_every_held_out_part():
+    """9 positives among 80: a fixed held-out part would often get no positive under a random permutation."""
+    rng = np.random.default_rng(1)
+    y = np.zeros(80, dtype=np.int64)
+    y[:9] = 1
+    x = rng.normal(size=(80, 16)) + y[:, None] * 0.8
+    result = significance(x, y, n_random=200)
+    assert np.isfinite(result.null).all() and result.p_value < 0.05
+
+
+def test_significance_needs_two_samples_per_group_after_holding_out():
+    assert not can_test_significance(np.array([1, 1, 0, 0, 0, 0]))
+    assert can_test_significance(np.array([1, 1, 1, 0, 0, 0]))
+    with pytest.raises(ConfigError, match="too few samples"):
+        significance(np.eye(6), np.array([1, 1, 0, 0, 0, 0]), n_random=5)
 
 
 def test_suggest_returns_the_best_unlabelled_samples_first():

@@ -1,0 +1,59 @@
+"""The session's working set: the model, dataset and layer chosen on Setup (the defaults until then), loaded once
+and shared by every page. A page that cannot load them says why and stops."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app.resources import layer_choices, load_dataset, load_model
+from backend.data import ClarcDataset
+from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
+from backend.errors import ClarcError
+from backend.models import LoadedModel
+
+__all__ = ["Context", "current_context", "init_choices"]
+
+
+@dataclass(frozen=True)
+class Context:
+    model: LoadedModel
+    dataset: ClarcDataset
+    spec: str
+    layer: str
+
+    @property
+    def dataset_id(self) -> str:
+        return self.dataset.dataset_id
+
+
+def init_choices() -> None:
+    """Preselect the shipped default model; the dataset and layer follow from the model once it is loaded."""
+    st.session_state.setdefault("checkpoint", str(DEFAULT_CHECKPOINT))
+
+
+def _model(path: str) -> LoadedModel:
+    return load_model(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
+
+
+def current_context() -> Context:
+    """Load what Setup chose; on a bad choice show the error with a pointer to Setup and stop the page."""
+    state = st.session_state
+    init_choices()
+    try:
+        model = _model(state["checkpoint"])
+        state.setdefault("dataset_spec", model.meta.dataset or DEFAULT_DATASET)
+        dataset = load_dataset(state["dataset_spec"])
+        if tuple(dataset.classes) != tuple(model.meta.classes):
+            raise ClarcError(
+                f"The model predicts {list(model.meta.classes)} but the dataset has classes {list(dataset.classes)}."
+            )
+        layers = layer_choices(model.sha256, model)
+        if state.get("layer") not in layers:
+            state["layer"] = model.default_layer if model.default_layer in layers else layers[-1]
+    except ClarcError as exc:
+        st.error(str(exc))
+        st.stop()
+    return Context(model=model, dataset=dataset, spec=state["dataset_spec"], layer=state["layer"])

@@ -1,0 +1,149 @@
+"""Results: did the correction work? Before/after figures, the sweep's trade-off, heatmaps of the same images
+before and after, and the corrected checkpoint with its model card to take away."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.context import current_context
+from app.resources import before_after_heatmaps, load_dataset, load_model
+from backend.errors import ClarcError
+from backend.rendering import overlay, to_png
+from backend.runs import RunStore, sweep_summary
+from components.plots import before_after_bars, tradeoff_scatter
+
+FIGURES = {
+    "clean_acc": "clean accuracy",
+    "attacked_acc": "attacked accuracy",
+    "with_artifact_acc": "accuracy, annotated artifacts",
+    "without_artifact_acc": "accuracy, the others",
+    "tcav_sensitivity": "TCAV sensitivity",
+    "tcav_score": "TCAV score",
+    "r_bias": "R_bias (relevance on the artifact)",
+}
+N_EXAMPLES = 6
+
+st.title("Results")
+context = current_context()
+state = st.session_state
+runs = [r for r in RunStore().list() if r.status == "succeeded"]
+if not runs:
+    st.info("No finished correction run yet: launch one on **Correct**.")
+    st.stop()
+ids = [r.id for r in runs]
+if state.get("results_run") not in ids:
+    state["results_run"] = ids[0]
+run_id = st.selectbox(
+    "Run", ids, key="results_run", format_func=lambda i: f"{i} · {next(r.name for r in runs if r.id == i)}"
+)
+record = next(r for r in runs if r.id == run_id)
+result = record.result or {}
+before, after = result.get("before", {}), result.get("after", {})
+
+table = pd.DataFrame(
+    [
+        {"figure": label, "before": before.get(k), "after": after.get(k)}
+        for k, label in FIGURES.items()
+        if before.get(k) is not None or after.get(k) is not None
+    ]
+)
+table["change"] = table["after"] - table["before"]
+st.subheader("Before and after")
+c = st.columns(4)
+for col, key in zip(c, ("clean_acc", "attacked_acc", "tcav_sensitivity", "r_bias")):
+    if after.get(key) is not None:
+        delta = after[key] - before[key]
+        is_acc = key.endswith("_acc")
+        col.metric(
+            FIGURES[key],
+            f"{after[key]:.1%}" if is_acc else f"{after[key]:.3f}",
+            f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}",
+            delta_color="normal" if is_acc else "inverse",
+        )
+left, right = st.columns([2, 3])
+left.dataframe(
+    table,
+    hide_index=True,
+    key="before_after_table",
+    column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in ("before", "after", "change")},
+)
+right.plotly_chart(
+    before_after_bars({row.figure: {"before": row.before, "after": row.after} for row in table.itertuples()}),
+    key="before_after_chart",
+)
+config = record.config
+st.caption(
+    f"{config['method']} with a {config['cav_kind']} CAV in `{config.get('layer') or 'the default layer'}` · "
+    f"options {config['method_options'] or 'default'} · {len(result.get('history', []))} epochs in "
+    f"{result.get('seconds', 0):.1f} s on {record.device}"
+)
+
+if record.sweep_id:
+    st.subheader("The sweep's trade-off")
+    rows = sweep_summary(RunStore(), record.sweep_id)
+    st.plotly_chart(tradeoff_scatter(rows), key="tradeoff")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="sweep_table")
+
+st.subheader("Heatmaps before and after")
+try:
+    before_model = load_model(config["checkpoint"], Path(config["checkpoint"]).stat().st_mtime)
+    after_path = record.outputs["checkpoint"]
+    after_model = load_model(after_path, Path(after_path).stat().st_mtime)
+    dataset = load_dataset(config.get("dataset") or context.spec)
+except (ClarcError, OSError, KeyError) as exc:
+    st.error(f"Cannot load this run's models: {exc}")
+    st.stop()
+if dataset.planting is None:
+    st.caption("This dataset has no planted artifact to attack the test images with.")
+else:
+    view = dataset.split("test", "attacked")
+    attacked = dataset.classes.index(dataset.planting.classes[0])
+    indices = tuple(int(i) for i in np.flatnonzero(view.labels != attacked)[:N_EXAMPLES])
+    st.caption(
+        f"Test images of other classes with the {dataset.planting.artifact} added: left the model before, right after "
+        f"the correction. Red is evidence for the predicted class."
+    )
+    maps_before, maps_after, pred_before, pred_after = before_after_heatmaps(
+        before_model.sha256,
+        after_model.sha256,
+        config.get("dataset") or context.spec,
+        indices,
+        before_model,
+        after_model,
+    )
+    cols = st.columns(N_EXAMPLES)
+    for k, (col, i) in enumerate(zip(cols, indices)):
+        image = view.image(i)
+        scale = max(1, 96 // image.shape[0])
+        col.image(to_png(overlay(image, maps_before[k]), scale), caption=f"before → {dataset.classes[pred_before[k]]}")
+        col.image(to_png(overlay(image, maps_after[k]), scale), caption=f"after → {dataset.classes[pred_after[k]]}")
+        col.caption(f"{view.sample_ids[i]} · {dataset.classes[view.labels[i]]}")
+
+st.subheader("Export")
+checkpoint = Path(record.outputs["checkpoint"])
+card = Path(record.outputs["card"])
+d1, d2 = st.columns(2)
+d1.download_button(
+    "Corrected checkpoint (.safetensors)",
+    checkpoint.read_bytes(),
+    file_name=f"clarc-{run_id}.safetensors",
+    mime="application/octet-stream",
+    icon=":material/download:",
+    type="primary",
+    key="download_checkpoint",
+)
+d2.download_button(
+    "Model card (.json)",
+    card.read_bytes(),
+    file_name=f"clarc-{run_id}.json",
+    mime="application/json",
+    icon=":material/description:",
+    key="download_card",
+)
+with st.expander("Model card"):
+    st.json(json.loads(card.read_text()), expanded=1)

@@ -1,0 +1,338 @@
+"""Every dashboard page through streamlit's AppTest (real script runs, real backend, the session's workspace):
+each renders on the embedded default, and annotating, fitting and launching change the backend state."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from backend.annotations import AnnotationStore
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT
+from backend.models import load_checkpoint
+from backend.runs import FINAL_STATUSES, RunStore
+from tests.conftest import ROOT, SMALL_SPEC
+
+APP = str(ROOT / "app" / "main.py")
+CONCEPT = "skin marker"
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=300)
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _app(spec: str | None = SMALL_SPEC, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    if spec:
+        at.session_state["dataset_spec"] = spec
+    _run(at)
+    if page:
+        at.switch_page(page)
+        _run(at)
+    return at
+
+
+def _click(at: AppTest, button) -> AppTest:
+    button.click()
+    return _run(at)
+
+
+def _button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def _labels(workspace, spec: str = SMALL_SPEC) -> dict[str, int]:
+    return AnnotationStore(workspace).labels(open_dataset(spec, workspace).dataset_id, CONCEPT)
+
+
+def _clear(workspace, spec: str = SMALL_SPEC) -> None:
+    store = AnnotationStore(workspace)
+    dataset_id = open_dataset(spec, workspace).dataset_id
+    for concept in store.concepts(dataset_id):
+        store.delete_concept(dataset_id, concept.name)
+
+
+def _annotate(at: AppTest, n_artifact: int, n_clean: int) -> None:
+    """Tick tiles of the grid and bulk-label them, the way a user does."""
+    for value, n in (("Selected → artifact", n_artifact), ("Selected → clean", n_clean)):
+        boxes = [c for c in at.checkbox if c.label == "select" and not c.disabled]
+        labelled = set(_labels_shown(at))
+        todo = [c for c in boxes if c.key.removeprefix("explore_pick_") not in labelled][:n]
+        for box in todo:
+            box.check()
+        _run(at)
+        _click(at, _button(at, value))
+
+
+def _labels_shown(at: AppTest) -> list[str]:
+    """Sample ids whose artifact or clean button is disabled (already carries that label)."""
+    return [
+        b.key.removeprefix(f"explore_{b.label}_") for b in at.button if b.label in ("artifact", "clean") and b.disabled
+    ]
+
+
+def test_every_page_renders_on_the_embedded_default():
+    at = _app(spec=None)
+    assert at.title[0].value == "ClArC Studio"
+    assert at.selectbox(key="layer").value == "features.20"
+    at.switch_page("explore.py")
+    _run(at)
+    assert len([c for c in at.checkbox if c.label == "select"]) == 24
+    assert at.get("pagination")[0].num_pages == 125  # 3000 training images, 24 a page
+    assert {"Select page", "Selected → artifact", "Selected → clean", "Undo"} <= {b.label for b in at.button}
+    at.switch_page("concepts.py")
+    _run(at)
+    assert at.selectbox(key="concept") is not None
+    at.switch_page("correct.py")
+    _run(at)
+    assert at.selectbox(key="method").value == "rrclarc"
+    assert at.selectbox(key="label_source").value.startswith("planted artifact")
+    assert at.number_input(key="opt_rrclarc_lam").value == 1e5
+    assert {"Launch run", "Launch sweep"} <= {b.label for b in at.button}
+    at.switch_page("results.py")
+    _run(at)
+
+
+def test_grid_filters_sorting_and_view_modes(workspace):
+    at = _app(page="explore.py")
+    assert at.caption[0].value.startswith("120 of 120 training images match")
+    at.multiselect(key="filter_true").set_value(["melanoma"])
+    _run(at)
+    n_melanoma = int(at.caption[0].value.split()[0])
+    assert 0 < n_melanoma < 120
+    at.toggle(key="filter_wrong").set_value(True)
+    _run(at)
+    assert int(at.caption[0].value.split()[0]) < n_melanoma
+    at.toggle(key="filter_wrong").set_value(False)
+    at.multiselect(key="filter_true").set_value([])
+    for sort in ("confidence, lowest first", "heatmap outlier score, highest first", "CAV score, highest first"):
+        at.selectbox(key="sort").set_value(sort)
+        _run(at)
+    assert any("Fit a CAV" in i.value for i in at.info)  # no CAV yet: says so and keeps sample order
+    for look in ("heatmap", "overlay"):
+        at.segmented_control(key="look").set_value(look)
+        _run(at)
+        assert len([c for c in at.checkbox if c.label == "select"]) == 24
+
+
+def test_annotating_persists_and_undo_reverts(workspace):
+    _clear(workspace)
+    at = _app(page="explore.py")
+    _annotate(at, n_artifact=6, n_clean=5)
+    labels = _labels(workspace)
+    assert sorted(labels.values()) == [0] * 5 + [1] * 6
+    boxes = [c.key.removeprefix("explore_pick_") for c in at.checkbox if c.label == "select"]
+    sample = next(sid for sid in boxes if sid not in labels)
+    _click(at, next(b for b in at.button if b.key == f"explore_artifact_{sample}"))
+    assert _labels(workspace)[sample] == 1
+    _click(at, _button(at, "Undo"))
+    assert sample not in _labels(workspace) and len(_labels(workspace)) == 11
+    restarted = _app(page="explore.py")  # a new session: what was saved is shown again
+    assert set(_labels_shown(restarted)) == set(_labels(workspace))
+    table = restarted.dataframe[-1].value
+    assert table.set_index("concept").loc[CONCEPT].tolist() == [6, 5]
+
+
+def test_import_and_export_of_annotations(workspace):
+    _clear(workspace)
+    at = _app(page="explore.py")
+    at.segmented_control(key="explore_mode").set_value("Import / export")
+    _run(at)
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    text = f"sample_id,label\n{ids[0]},1\n{ids[1]},clean\nnot_a_sample,1\n{ids[2]},maybe\n{ids[0]},0\n"
+    at.file_uploader(key="annotation_upload").set_value(("labels.csv", text.encode(), "text/csv"))
+    _run(at)
+    _click(at, _button(at, "Import"))
+    report = (at.success or at.warning)[0].value
+    assert "imported 2" in report and "unknown" in report and "duplicate" in report
+    assert _labels(workspace) == {ids[0]: 1, ids[1]: 0}
+    at.file_uploader(key="annotation_upload").set_value(("labels.json", b"{not json", "application/json"))
+    _run(at)
+    _click(at, _button(at, "Import"))
+    assert at.error and "Nothing imported" in at.error[0].value
+    assert _labels(workspace) == {ids[0]: 1, ids[1]: 0}
+
+
+def test_fitting_a_cav_and_confirming_suggestions(workspace):
+    _clear(workspace)
+    view = open_dataset(SMALL_SPEC, workspace).split("train")
+    planted = {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)}
+    store = AnnotationStore(workspace)
+    dataset_id = open_dataset(SMALL_SPEC, workspace).dataset_id
+    store.set_labels(dataset_id, CONCEPT, dict(list(planted.items())[:80]))
+    at = _app(page="concepts.py")
+    _click(at, _button(at, "Fit CAV"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Kind"] == "pattern" and float(metrics["Separability (AUC)"]) > 0.9
+    assert float(metrics["Alignment with the artifact"]) > 0.5
+    assert at.success and "beats" in at.success[0].value  # significant against random CAVs
+    suggested = [b for b in at.button if b.key and b.key.startswith("suggest_artifact_")]
+    assert len(suggested) == 12
+    sample = suggested[0].key.removeprefix("suggest_artifact_")
+    assert sample not in store.labels(dataset_id, CONCEPT)
+    _click(at, suggested[0])
+    assert store.labels(dataset_id, CONCEPT)[sample] == 1
+    assert any("changed since this fit" in i.value for i in at.info)
+    at.switch_page("explore.py")
+    _run(at)
+    at.selectbox(key="sort").set_value("CAV score, highest first")
+    _run(at)
+    assert not any("Fit a CAV" in i.value for i in at.info)
+
+
+def test_too_few_annotations_explain_what_is_missing(workspace):
+    _clear(workspace)
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    AnnotationStore(workspace).set_labels(open_dataset(SMALL_SPEC, workspace).dataset_id, CONCEPT, {ids[0]: 1})
+    at = _app(page="concepts.py")
+    assert any("at least 2 samples labelled artifact and 2 labelled clean" in i.value for i in at.info)
+    assert not any(b.label == "Fit CAV" for b in at.button)
+
+
+def test_launching_a_run_then_results_and_export(workspace):
+    _clear(workspace)
+    view = open_dataset(SMALL_SPEC, workspace).split("train")
+    AnnotationStore(workspace).set_labels(
+        open_dataset(SMALL_SPEC, workspace).dataset_id,
+        CONCEPT,
+        {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)},
+    )
+    at = _app(page="correct.py")
+    assert at.selectbox(key="label_source").value.startswith(f"annotations: {CONCEPT}")
+    at.number_input(key="loop_epochs").set_value(2)
+    before = {r.id for r in RunStore(workspace).list()}
+    _click(at, _button(at, "Launch run"))
+    new = [r for r in RunStore(workspace).list() if r.id not in before]
+    assert len(new) == 1 and new[0].config["method"] == "rrclarc" and new[0].config["loop"]["epochs"] == 2
+    assert new[0].config["labels"].endswith(".csv") and new[0].config["dataset"] == SMALL_SPEC
+    deadline = time.time() + 240
+    while (record := RunStore(workspace).get(new[0].id)).status not in FINAL_STATUSES and time.time() < deadline:
+        time.sleep(1)
+    assert record.status == "succeeded", record.error
+    _run(at)
+    assert at.selectbox(key="watch_run").value == record.id
+    assert any(b.label == "Open results" for b in at.button)
+    at.switch_page("results.py")
+    _run(at)
+    assert at.selectbox(key="results_run").value == record.id
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"clean accuracy", "attacked accuracy", "TCAV sensitivity"} <= set(metrics)
+    table = at.dataframe[0].value.set_index("figure")
+    assert table.loc["attacked accuracy", "after"] == pytest.approx(record.result["after"]["attacked_acc"])
+    assert {d.label for d in at.get("download_button")} >= {"Corrected checkpoint (.safetensors)"}
+    load_checkpoint(record.outputs["checkpoint"])
+
+
+def test_uploading_a_checkpoint_checks_its_content(workspace):
+    at = _app()
+    at.file_uploader(key="checkpoint_upload").set_value(
+        ("model.safetensors", DEFAULT_CHECKPOINT.read_bytes(), "application/octet-stream")
+    )
+    _run(at)
+    assert at.text_input(key="checkpoint").value.startswith(str(workspace / "uploads"))
+    assert {m.label: m.value for m in at.metric}["Architecture"] == "vgg_compact"
+    at.file_uploader(key="checkpoint_upload").set_value(("model.safetensors", b"<html>not a model", "text/html"))
+    _run(at)
+    assert any("neither a safetensors file nor a torch checkpoint" in e.value for e in at.error)
+
+
+def test_changing_the_layer_reaches_the_other_pages():
+    at = _app()
+    at.selectbox(key="layer").set_value("features.13")
+    _run(at)
+    at.switch_page("concepts.py")
+    _run(at)
+    at.switch_page("setup.py")
+    _run(at)
+    assert at.selectbox(key="layer").value == "features.13"
+
+
+def test_embedding_selection_opens_a_checklist_and_saves_the_kept_samples(workspace):
+    _clear(workspace)
+    at = _app(page="explore.py")
+    at.segmented_control(key="explore_mode").set_value("Embedding")
+    _run(at)
+    assert at.selectbox(key="embed_method").value == "pca" and len(at.get("plotly_chart")) == 1
+    chosen = list(range(10, 16))
+    # what the browser sends after a lasso around six points (each point carries its row as customdata)
+    at.session_state["embedding"] = {
+        "selection": {"points": [{"customdata": [i]} for i in chosen], "point_indices": [], "box": [], "lasso": []}
+    }
+    _run(at)
+    assert at.subheader[0].value == "6 selected"
+    at.session_state[f"checklist_{hash(tuple(chosen))}"] = {
+        "edited_rows": {0: {"keep": False}},  # untick a false positive
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    _run(at)
+    at.text_input(key="checklist_concept").set_value("ruler")
+    _run(at)
+    _click(at, _button(at, "Save 5 as artifact"))
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    stored = AnnotationStore(workspace).labels(open_dataset(SMALL_SPEC, workspace).dataset_id, "ruler")
+    assert stored == {ids[i]: 1 for i in chosen[1:]}
+    for colour in ("predicted class", "annotation"):
+        at.selectbox(key="embed_colour").set_value(colour)
+        _run(at)
+
+
+def _planted_annotations(workspace) -> None:
+    _clear(workspace)
+    view = open_dataset(SMALL_SPEC, workspace).split("train")
+    AnnotationStore(workspace).set_labels(
+        open_dataset(SMALL_SPEC, workspace).dataset_id,
+        CONCEPT,
+        {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)},
+    )
+
+
+def _wait(workspace, run_ids, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        records = [RunStore(workspace).get(r) for r in run_ids]
+        if all(r.status in FINAL_STATUSES for r in records):
+            return records
+        time.sleep(0.5)
+    raise AssertionError(f"runs still going after {timeout} s: {[r.status for r in records]}")
+
+
+def test_a_sweep_runs_every_lambda_and_results_show_its_trade_off(workspace):
+    _planted_annotations(workspace)
+    at = _app(page="correct.py")
+    at.number_input(key="loop_epochs").set_value(1)
+    at.text_input(key="sweep_lams").set_value("1e2, 1e5")
+    _run(at)
+    before = {r.id for r in RunStore(workspace).list()}
+    _click(at, _button(at, "Launch sweep"))
+    new = [r for r in RunStore(workspace).list() if r.id not in before]
+    assert sorted(r.config["method_options"]["lam"] for r in new) == [1e2, 1e5]
+    assert len({r.sweep_id for r in new}) == 1 and new[0].sweep_id
+    records = _wait(workspace, [r.id for r in new])
+    assert [r.status for r in records] == ["succeeded", "succeeded"]
+    at.switch_page("results.py")
+    _run(at)
+    assert any(s.value == "The sweep's trade-off" for s in at.subheader)
+    assert len(at.dataframe[1].value) == 2  # one row per run of the sweep
+
+
+def test_cancel_stops_a_running_run(workspace):
+    _planted_annotations(workspace)
+    at = _app(page="correct.py")
+    at.number_input(key="loop_epochs").set_value(500)
+    _run(at)
+    _click(at, _button(at, "Launch run"))
+    run_id = at.session_state["watch_run"]
+    deadline = time.time() + 120
+    while RunStore(workspace).get(run_id).status != "running" and time.time() < deadline:
+        time.sleep(0.2)
+    _run(at)
+    _click(at, _button(at, "Cancel run"))
+    (record,) = _wait(workspace, [run_id], timeout=20)
+    assert record.status == "cancelled"
+    _run(at)
+    assert at.dataframe[0].value.set_index("run").loc[run_id, "status"] == "cancelled"
