@@ -149,6 +149,7 @@ def run_monitor() -> None:
                     "status": r.status,
                     "progress": r.progress,
                     "device": r.device,
+                    "dataset": r.config.get("dataset"),
                     "created": time.strftime("%H:%M:%S", time.localtime(r.created)),
                     "message": r.error or r.message,
                 }

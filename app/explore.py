@@ -103,7 +103,7 @@ def _pick_page(ids: list[str], value: bool) -> None:
 
 
 if mode == "Grid":
-    f1, f2, f3, f4, f5 = st.columns([2, 2, 1.3, 2, 1.6])
+    f1, f2, f3, f4 = st.columns([2, 2, 1.3, 2])
     true_classes = f1.multiselect("True class", classes, key="filter_true", persist_state="session", placeholder="all")
     pred_classes = f2.multiselect(
         "Predicted class", classes, key="filter_pred", persist_state="session", placeholder="all"
@@ -119,13 +119,14 @@ if mode == "Grid":
         help="CAV score needs a CAV fitted on Concepts; the outlier score measures how far a heatmap is from "
         "the typical heatmap of its predicted class",
     )
+    g1, g2 = st.columns([1, 1], vertical_alignment="bottom")
+    wrong_only = g1.toggle("Misclassified only", key="filter_wrong", persist_state="session")
     look = (
-        f5.segmented_control(
+        g2.segmented_control(
             "View", ["input", "heatmap", "overlay"], default="input", key="look", persist_state="session"
         )
         or "input"
     )
-    wrong_only = st.toggle("Misclassified only", key="filter_wrong", persist_state="session")
 
     keep = np.ones(len(view), dtype=bool)
     if true_classes:

@@ -33,15 +33,15 @@ def sample_grid(
 ) -> list[str]:
     """Tiles in a responsive grid; returns the ids of the tiles whose select box is ticked (their widget keys are
     `pick_key(key, sample_id)`). `on_label(sample_id, label)` runs when a tile's artifact/clean button is clicked."""
-    grid = st.grid(columns, min_column_width=150, border=True, key=f"{key}_grid")
+    grid = st.grid(columns, min_column_width=170, border=True, key=f"{key}_grid")
     picked = []
     for tile in tiles:
         with grid.cell():
             st.image(tile.png, caption=tile.caption, width="stretch")
             st.markdown(_BADGE[tile.label] + (f"  \n:small[{tile.others}]" if tile.others else ""))
-            row = st.container(horizontal=True, gap="small")
-            if selectable and row.checkbox("select", key=pick_key(key, tile.sample_id)):
+            if selectable and st.checkbox("select", key=pick_key(key, tile.sample_id)):
                 picked.append(tile.sample_id)
+            row = st.container(horizontal=True, gap=None)
             for value, icon in ((1, ":material/flag:"), (0, ":material/check:")):
                 row.button(
                     LABEL_NAMES[value],
