@@ -13,6 +13,7 @@ from backend.data import ClarcDataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.errors import ClarcError
 from backend.models import LoadedModel
+from backend.paths import check_allowed_path, check_allowed_spec
 
 __all__ = ["Context", "current_context", "init_choices"]
 
@@ -43,8 +44,9 @@ def current_context() -> Context:
     state = st.session_state
     init_choices()
     try:
-        model = _model(state["checkpoint"])
+        model = _model(str(check_allowed_path(state["checkpoint"], "checkpoint")))
         state.setdefault("dataset_spec", model.meta.dataset or DEFAULT_DATASET)
+        check_allowed_spec(state["dataset_spec"])
         dataset = load_dataset(state["dataset_spec"])
         if tuple(dataset.classes) != tuple(model.meta.classes):
             raise ClarcError(

@@ -26,11 +26,29 @@ def test_setup_page_shows_the_default_model_and_its_shortcut():
     assert not at.error
 
 
-def test_bad_checkpoint_path_shows_a_clear_error():
+def test_bad_checkpoint_path_shows_a_clear_error(workspace):
     at = AppTest.from_file(APP)
-    at.session_state["checkpoint"] = "/nowhere/model.safetensors"
+    at.session_state["checkpoint"] = str(workspace / "nowhere" / "model.safetensors")
     _run(at)
     assert any("checkpoint not found" in e.value for e in at.error)
+
+
+def test_paths_outside_the_allowed_roots_are_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "model.safetensors").write_bytes(b"x")
+    for key, value in (
+        ("checkpoint", "/etc/passwd"),
+        ("checkpoint", "assets/../../../../etc/passwd"),
+        ("checkpoint", str(outside / "model.safetensors")),
+        ("dataset_spec", "folder:/etc"),
+        ("dataset_spec", f"isic:{outside}"),
+    ):
+        at = AppTest.from_file(APP)
+        at.session_state[key] = value
+        _run(at)
+        assert any("outside the folders this dashboard may read" in e.value for e in at.error), (key, value)
+        assert not at.metric  # nothing of it was opened or shown
 
 
 def test_bad_dataset_spec_shows_a_clear_error():
@@ -40,9 +58,10 @@ def test_bad_dataset_spec_shows_a_clear_error():
     assert any("unknown artifact 'sticker'" in e.value for e in at.error)
 
 
-def test_dataset_with_other_classes_is_refused(tmp_path):
+def test_dataset_with_other_classes_is_refused(tmp_path, monkeypatch):
     from PIL import Image
 
+    monkeypatch.setenv("CLARC_DATA_ROOTS", str(tmp_path))
     for name in ("benign", "malignant"):
         (tmp_path / name).mkdir()
         Image.new("RGB", (40, 40), (200, 150, 120)).save(tmp_path / name / "a.png")
