@@ -135,8 +135,13 @@ def save_checkpoint(module: nn.Module, meta: ModelMeta, path: str | os.PathLike)
         save_file(state, str(tmp), metadata={_META_KEY: payload})
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only files; make it an ordinary file
         card_tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
+        for written in (tmp, card_tmp):  # on disk before the rename makes them visible
+            with open(written, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
         os.replace(card_tmp, card_path(path))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"could not write the checkpoint {path} (disk full?): {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
         card_tmp.unlink(missing_ok=True)
