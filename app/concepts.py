@@ -13,9 +13,9 @@ from backend.cav import cav_kinds
 from backend.cav_quality import suggest_samples
 from backend.errors import ClarcError
 from backend.inspection import roc_points
-from backend.rendering import overlay, to_png
 from components.plots import divergence_heatmap, roc_chart, score_histogram
 from components.sample_grid import Tile, sample_grid
+from components.thumbnails import thumbnail_png
 
 SIGNIFICANCE_LEVEL = 0.05
 
@@ -122,8 +122,7 @@ maps = localization(
 )
 cols = st.columns(len(top))
 for col, i, heatmap in zip(cols, top, maps):
-    image = view.image(int(i))
-    col.image(to_png(overlay(image, heatmap), scale=max(1, 128 // image.shape[0])), caption=f"{view.sample_ids[i]}")
+    col.image(thumbnail_png(view.image(int(i)), heatmap, "overlay"), caption=view.sample_ids[i])
 
 st.subheader("Suggest next")
 st.caption("Unlabelled images with the highest scores: confirm or reject them.")
@@ -138,7 +137,6 @@ def _label(sample_id: str, value: int) -> None:
 tiles = []
 for sid, score in suggestions:
     i = position[sid]
-    image = view.image(i)
     caption = f"{sid} · {classes[preds.labels[i]]} → {classes[preds.predicted[i]]} · score {score:.2f}"
-    tiles.append(Tile(sid, to_png(image, scale=max(1, 128 // image.shape[0])), caption, None))
+    tiles.append(Tile(sid, thumbnail_png(view.image(i)), caption, None))
 sample_grid(tiles, key="suggest", on_label=_label, selectable=False)

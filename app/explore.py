@@ -18,10 +18,9 @@ from app.annotating import (
 from app.context import current_context
 from app.resources import EXPLORE_SPLIT, embedding, heatmaps, outlier_scores, predictions
 from backend.errors import ClarcError
-from backend.rendering import heatmap_colors, overlay, to_png
 from components.plots import embedding_scatter, selected_rows
 from components.sample_grid import LABEL_NAMES, Tile, pick_key, sample_grid
-from components.thumbnails import data_url
+from components.thumbnails import data_url, thumbnail_png
 
 PAGE_SIZE = 24
 GRID_KEY = "explore"
@@ -63,12 +62,7 @@ mode = (
 
 
 def _thumbnail(index: int, heatmap: np.ndarray | None, look: str) -> bytes:
-    image = view.image(index)
-    if look == "heatmap" and heatmap is not None:
-        image = heatmap_colors(heatmap)
-    elif look == "overlay" and heatmap is not None:
-        image = overlay(image, heatmap)
-    return to_png(image, scale=max(1, 128 // image.shape[0]))
+    return thumbnail_png(view.image(index), heatmap, look)
 
 
 def _caption(i: int) -> str:

@@ -13,9 +13,9 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, load_dataset, load_model
 from backend.errors import ClarcError
-from backend.rendering import overlay, to_png
 from backend.runs import RunStore, sweep_summary
 from components.plots import before_after_bars, tradeoff_scatter
+from components.thumbnails import thumbnail_png
 
 FIGURES = {
     "clean_acc": "clean accuracy",
@@ -119,9 +119,10 @@ else:
     cols = st.columns(N_EXAMPLES)
     for k, (col, i) in enumerate(zip(cols, indices)):
         image = view.image(i)
-        scale = max(1, 96 // image.shape[0])
-        col.image(to_png(overlay(image, maps_before[k]), scale), caption=f"before → {dataset.classes[pred_before[k]]}")
-        col.image(to_png(overlay(image, maps_after[k]), scale), caption=f"after → {dataset.classes[pred_after[k]]}")
+        col.image(
+            thumbnail_png(image, maps_before[k], "overlay"), caption=f"before → {dataset.classes[pred_before[k]]}"
+        )
+        col.image(thumbnail_png(image, maps_after[k], "overlay"), caption=f"after → {dataset.classes[pred_after[k]]}")
         col.caption(f"{view.sample_ids[i]} · {dataset.classes[view.labels[i]]}")
 
 st.subheader("Export")
