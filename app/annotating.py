@@ -16,7 +16,7 @@ from components.sample_grid import LABEL_NAMES
 
 __all__ = [
     "NEW_CONCEPT",
-    "active_concept",
+    "ACTIVE",
     "apply_labels",
     "cav_scores_for",
     "concept_picker",
@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 NEW_CONCEPT = "+ new concept…"
+ACTIVE = "active_concept"  # the concept being annotated, shared by the pages
 
 
 @st.cache_resource(show_spinner=False)
@@ -37,32 +38,36 @@ def store() -> AnnotationStore:
 
 
 def concept_picker(context: Context) -> str:
-    """Choose an existing concept of the dataset or name a new one; returns the active concept's name."""
-    names = [c.name for c in store().concepts(context.dataset_id)]
-    options = names + [NEW_CONCEPT]
+    """Choose an existing concept of the dataset or name a new one; returns the active concept's name. The choice
+    lives under a plain session key (`ACTIVE`), so pages and label writes can change it; the widgets mirror it."""
     state = st.session_state
-    if state.get("concept") not in options:
-        state["concept"] = names[0] if names else NEW_CONCEPT
+    names = [c.name for c in store().concepts(context.dataset_id)]
+    active = state.get(ACTIVE)
+    if active is None:  # nothing chosen yet: the first concept, or a new one with a suggested name
+        active = names[0] if names else "skin marker"
+    state["concept"] = active if active in names else NEW_CONCEPT
     left, right = st.columns(2)
-    choice = left.selectbox(
+    left.selectbox(
         "Concept",
-        options,
+        names + [NEW_CONCEPT],
         key="concept",
-        persist_state="session",
+        on_change=_choose,
         help="the artifact you are annotating, e.g. skin marker, ruler, band-aid; concepts are kept side by side",
     )
-    if choice != NEW_CONCEPT:
-        return choice
-    state.setdefault("new_concept", "skin marker" if not names else "")
-    name = right.text_input("Name of the new concept", key="new_concept", persist_state="session").strip()
-    return name or "artifact"
+    if active in names:
+        return active
+    state["new_concept"] = active
+    right.text_input("Name of the new concept", key="new_concept", on_change=_name)
+    return active.strip() or "artifact"
 
 
-def active_concept(context: Context) -> str | None:
-    """The concept chosen on Explore or Concepts, if it already has labels."""
-    chosen = st.session_state.get("concept")
-    names = {c.name for c in store().concepts(context.dataset_id)}
-    return chosen if chosen in names else None
+def _choose() -> None:
+    chosen = st.session_state["concept"]
+    st.session_state[ACTIVE] = "" if chosen == NEW_CONCEPT else chosen
+
+
+def _name() -> None:
+    st.session_state[ACTIVE] = st.session_state["new_concept"]
 
 
 def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) -> None:
@@ -80,7 +85,7 @@ def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) 
         what = f"Marked {n} as {' / '.join(sorted(LABEL_NAMES[v] for v in values if v is not None))}"
     if batch:
         st.toast(f"{what} · {concept}", icon=":material/save:")
-        st.session_state["concept"] = concept
+        st.session_state[ACTIVE] = concept
     else:
         st.toast("Nothing changed: the labels were already stored.", icon=":material/info:")
 

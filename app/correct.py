@@ -135,7 +135,7 @@ active = any(r.status not in FINAL_STATUSES for r in runs_store.list())
 def run_monitor() -> None:
     """The run list and the watched run's progress; polls the store every second while anything runs."""
     executor_store = LocalExecutor().store  # creating the executor marks runs whose worker died as failed
-    records = executor_store.list()
+    records = executor_store.list()[::-1]  # newest first
     if not records:
         st.caption("No runs yet.")
         return

@@ -31,7 +31,7 @@ N_EXAMPLES = 6
 st.title("Results")
 context = current_context()
 state = st.session_state
-runs = [r for r in RunStore().list() if r.status == "succeeded"]
+runs = sorted(RunStore().list(statuses=("succeeded",)), key=lambda r: r.finished or 0, reverse=True)
 if not runs:
     st.info("No finished correction run yet: launch one on **Correct**.")
     st.stop()
