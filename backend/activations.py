@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Subset
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models.checkpoint import LoadedModel
+from backend.models.locking import module_lock
 from backend.progress import ProgressCallback, ProgressEvent
 from backend.workspace import cache_dir
 
@@ -85,11 +86,12 @@ def get_layer(module: nn.Module, name: str) -> nn.Module:
 def capture_layer(module: nn.Module, name: str) -> Iterator[list[torch.Tensor]]:
     """Record the outputs of layer `name` during forward passes inside the block; the hook is always removed."""
     captured: list[torch.Tensor] = []
-    handle = get_layer(module, name).register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        yield captured
-    finally:
-        handle.remove()
+    with module_lock(module):
+        handle = get_layer(module, name).register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            yield captured
+        finally:
+            handle.remove()
 
 
 def candidate_layers(model: LoadedModel) -> list[LayerInfo]:

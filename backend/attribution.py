@@ -24,6 +24,7 @@ from backend.activations import capture_layer
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models.checkpoint import LoadedModel
+from backend.models.locking import module_lock
 from backend.models.registry import get_architecture
 
 __all__ = [
@@ -66,12 +67,14 @@ def attribution_method(model: LoadedModel) -> AttributionMethod:
 
 @contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
+    """The module in eval mode and locked against other threads for the block (rules and canonizers go on it)."""
+    with module_lock(module):
+        was_training = module.training
+        module.eval()
+        try:
+            yield module
+        finally:
+            module.train(was_training)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.masks import r_bias
 from backend.models.checkpoint import LoadedModel
+from backend.models.locking import module_lock
 
 __all__ = [
     "EvaluationResult",
@@ -44,13 +45,14 @@ def predict_logits(
     num_workers: int = 0,
 ) -> torch.Tensor:
     """Logits (N, C) of every sample of `view`, in order, on the CPU; the module's train/eval mode is restored."""
-    was_training = module.training
-    module.eval()
-    try:
-        loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-        out = [module(x.to(device, non_blocking=True)).float().cpu() for x, _ in loader]
-    finally:
-        module.train(was_training)
+    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    with module_lock(module):
+        was_training = module.training
+        module.eval()
+        try:
+            out = [module(x.to(device, non_blocking=True)).float().cpu() for x, _ in loader]
+        finally:
+            module.train(was_training)
     return torch.cat(out) if out else torch.empty(0, len(view.classes))
 
 
