@@ -23,6 +23,6 @@ def register_bench(name: str, *, help: str, add_arguments: Callable[[argparse.Ar
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    from backend.bench import attribution, cav, correction, data  # noqa: F401  (register on import)
+    from backend.bench import attribution, cav, correction, data, soak  # noqa: F401  (register on import)
 
     return dict(_BENCHMARKS)

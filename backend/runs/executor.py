@@ -84,6 +84,13 @@ class LocalExecutor(_Executor):
             raise ConfigError("max_cpu_jobs must be at least 1")
         super().__init__(workspace)
 
+    def recover(self) -> list[str]:
+        """Fail runs whose worker died, then start queued runs in the slots they held: a killed worker never
+        reaches its own dispatch, so without this its queue would wait forever."""
+        dead = super().recover()
+        self.dispatch()
+        return dead
+
     def submit(self, job: CorrectionJob, *, name: str = "", sweep_id: str | None = None) -> str:
         run_id = self._prepare(job, name, sweep_id)
         self.dispatch()

@@ -201,6 +201,19 @@ class RunStore:
             ).rowcount
         return changed == 1
 
+    def mark_running(self, run_id: str, pid: int) -> bool:
+        """Move a run to `running` for its worker; False if it has already finished (e.g. failed as dead while its
+        worker was still starting, or cancelled), which the worker must then leave as it is."""
+        now = time.time()
+        placeholders = ", ".join("?" for _ in FINAL_STATUSES)
+        with self._write() as db:
+            changed = db.execute(
+                "UPDATE runs SET status = 'running', started = ?, heartbeat = ?, pid = ?, message = 'running' "
+                f"WHERE id = ? AND status NOT IN ({placeholders})",
+                (now, now, pid, run_id, *FINAL_STATUSES),
+            ).rowcount
+        return changed == 1
+
     def add_metrics(self, run_id: str, step: int, data: dict, progress: float, message: str = "") -> None:
         now = time.time()
         with self._write() as db:

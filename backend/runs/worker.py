@@ -27,8 +27,8 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
     stop within a grace period of its cancellation is marked cancelled and the process exits."""
     store = RunStore(workspace)
     record = store.get(run_id)
-    if record.status in FINAL_STATUSES:
-        return record.status
+    if record.status in FINAL_STATUSES or not store.mark_running(run_id, os.getpid()):
+        return store.get(run_id).status  # finished before its worker got going: the first word stands
     run_dir = store.run_dir(run_id)
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
@@ -56,9 +56,6 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
             message=f"{event.stage} {event.step}/{event.total}",
         )
 
-    store.set_fields(
-        run_id, status="running", started=time.time(), heartbeat=time.time(), pid=os.getpid(), message="running"
-    )
     beating = threading.Thread(target=heartbeat, name=f"heartbeat-{run_id}", daemon=True)
     beating.start()
     try:
