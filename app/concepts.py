@@ -89,8 +89,8 @@ if sig is None:
 else:
     if sig.p_value > SIGNIFICANCE_LEVEL:
         st.warning(
-            f"This concept is not distinguishable from random splits of the same samples (held-out AUC "
-            f"{sig.score:.3f}, p = {sig.p_value:.3f}): annotate more, or check the labels."
+            f"This concept is not distinguishable from random splits of the same samples (AUC on held-out "
+            f"annotations {sig.score:.3f}, p = {sig.p_value:.3f}): annotate more, or check the labels."
         )
     else:
         st.success(f"Held-out AUC {sig.score:.3f} beats {len(sig.null)} CAVs of random splits (p = {sig.p_value:.3f}).")

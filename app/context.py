@@ -30,9 +30,27 @@ class Context:
         return self.dataset.dataset_id
 
 
+_IN_URL = ("checkpoint", "dataset_spec", "layer")  # Setup's choices, kept in the URL so a reload keeps them
+
+
 def init_choices() -> None:
-    """Preselect the shipped default model; the dataset and layer follow from the model once it is loaded."""
-    st.session_state.setdefault("checkpoint", str(DEFAULT_CHECKPOINT))
+    """Take Setup's choices from the URL on a session's first run (a reload), else preselect the shipped default
+    model; the dataset and layer follow from the model once it is loaded."""
+    state = st.session_state
+    for key in _IN_URL:
+        if key not in state and key in st.query_params:
+            state[key] = st.query_params[key]
+    state.setdefault("checkpoint", str(DEFAULT_CHECKPOINT))
+
+
+def _remember_in_url(defaults: dict[str, str]) -> None:
+    """Put the choices that differ from the defaults into the URL (and drop the others)."""
+    for key in _IN_URL:
+        value = st.session_state.get(key)
+        if value is not None and value != defaults[key]:
+            st.query_params[key] = value
+        elif key in st.query_params:
+            del st.query_params[key]
 
 
 def _model(path: str) -> LoadedModel:
@@ -58,4 +76,7 @@ def current_context() -> Context:
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
+    _remember_in_url(
+        {"checkpoint": str(DEFAULT_CHECKPOINT), "dataset_spec": model.meta.dataset, "layer": model.default_layer}
+    )
     return Context(model=model, dataset=dataset, spec=state["dataset_spec"], layer=state["layer"])

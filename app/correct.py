@@ -157,7 +157,11 @@ def run_monitor() -> None:
             ]
         ),
         hide_index=True,
-        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+            "status": st.column_config.TextColumn("status", width="medium"),
+            "message": st.column_config.TextColumn("message", width="medium"),
+        },
         key="run_table",
     )
     ids = [r.id for r in records]

@@ -81,8 +81,13 @@ def _label_one(sample_id: str, label: int) -> None:
     apply_labels(context, concept, {sample_id: label})
 
 
+def _picked() -> list[str]:
+    """Ticked samples on every grid page seen since arriving on Explore."""
+    return [sid for sid in view.sample_ids if state.get(pick_key(GRID_KEY, sid))]
+
+
 def _label_picked(label: int | None) -> None:
-    picked = [sid for sid in view.sample_ids if state.get(pick_key(GRID_KEY, sid))]
+    picked = _picked()
     if not picked:
         st.toast("Select some samples first.", icon=":material/info:")
         return
@@ -158,11 +163,14 @@ if mode == "Grid":
 
     bar = st.container(horizontal=True)
     bar.button("Select page", icon=":material/select_all:", on_click=_pick_page, args=(page_ids, True))
-    bar.button("Clear selection", icon=":material/deselect:", on_click=_pick_page, args=(page_ids, False))
+    bar.button("Clear selection", icon=":material/deselect:", on_click=_pick_page, args=(view.sample_ids, False))
     bar.button("Selected → artifact", icon=":material/flag:", type="primary", on_click=_label_picked, args=(1,))
     bar.button("Selected → clean", icon=":material/check:", on_click=_label_picked, args=(0,))
     bar.button("Remove labels", icon=":material/label_off:", on_click=_label_picked, args=(None,))
     bar.button("Undo", icon=":material/undo:", on_click=undo_last, args=(context,))
+    n_picked = len(_picked())
+    if n_picked:
+        bar.caption(f"{n_picked} selected")
 
     tiles = [
         Tile(

@@ -65,7 +65,7 @@ for col, key in zip(c, ("clean_acc", "attacked_acc", "tcav_sensitivity", "r_bias
             f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}",
             delta_color="normal" if is_acc else "inverse",
         )
-left, right = st.columns([2, 3])
+left, right = st.columns([1, 1])
 left.dataframe(
     table,
     hide_index=True,

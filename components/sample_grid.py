@@ -32,14 +32,15 @@ def sample_grid(
     columns: int = 6,
 ) -> list[str]:
     """Tiles in a responsive grid; returns the ids of the tiles whose select box is ticked (their widget keys are
-    `pick_key(key, sample_id)`). `on_label(sample_id, label)` runs when a tile's artifact/clean button is clicked."""
+    `pick_key(key, sample_id)`; a tick survives paging while the user stays on the page). `on_label(sample_id,
+    label)` runs when a tile's artifact/clean button is clicked."""
     grid = st.grid(columns, min_column_width=170, border=True, key=f"{key}_grid")
     picked = []
     for tile in tiles:
         with grid.cell():
             st.image(tile.png, caption=tile.caption, width="stretch")
             st.markdown(_BADGE[tile.label] + (f"  \n:small[{tile.others}]" if tile.others else ""))
-            if selectable and st.checkbox("select", key=pick_key(key, tile.sample_id)):
+            if selectable and st.checkbox("select", key=pick_key(key, tile.sample_id), persist_state="page"):
                 picked.append(tile.sample_id)
             row = st.container(horizontal=True, gap=None)
             for value, icon in ((1, ":material/flag:"), (0, ":material/check:")):

@@ -336,3 +336,33 @@ def test_cancel_stops_a_running_run(workspace):
     assert record.status == "cancelled"
     _run(at)
     assert at.dataframe[0].value.set_index("run").loc[run_id, "status"] == "cancelled"
+
+
+def test_setup_choices_live_in_the_url_so_a_reload_keeps_them():
+    at = _app()  # chooses the small dataset on Setup
+    assert at.query_params["dataset_spec"] in (SMALL_SPEC, [SMALL_SPEC])
+    assert "checkpoint" not in at.query_params  # the default stays out of the URL
+    reloaded = AppTest.from_file(APP, default_timeout=300)  # a reload: a new session with the same URL
+    reloaded.query_params["dataset_spec"] = SMALL_SPEC
+    reloaded.query_params["layer"] = "features.13"
+    reloaded.switch_page("explore.py")
+    _run(reloaded)
+    assert reloaded.caption[0].value.startswith("120 of 120 training images")
+    assert reloaded.session_state["layer"] == "features.13"
+
+
+def test_ticks_survive_paging_through_the_grid(workspace):
+    _clear(workspace)
+    at = _app(page="explore.py")
+    first = [c for c in at.checkbox if c.label == "select"][:2]
+    for box in first:
+        box.check()
+    _run(at)
+    at.get("pagination")[0].set_value(2)
+    _run(at)
+    second = [c for c in at.checkbox if c.label == "select"][:3]
+    for box in second:
+        box.check()
+    _run(at)
+    _click(at, _button(at, "Selected → artifact"))
+    assert len(_labels(workspace)) == 5

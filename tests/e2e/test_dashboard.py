@@ -316,21 +316,20 @@ def test_dashboard_end_to_end(tmp_path):
             assert AnnotationStore(workspace).labels(dataset.dataset_id, CONCEPT) == expected
             milestone("labels given")
 
-            # A reload starts a new browser session. Setup's choices live in the session, so after the reload the
-            # dataset is chosen again (a no-op once the choices survive a reload); the labels come from the store.
-            # Reloading on Setup keeps the default dataset's Explore grid (3,000 images) out of the test's time.
-            goto(page, "Setup")
+            # A reload starts a new browser session: Setup's choices come back from the URL, the labels from the
+            # store.
             page.reload()
-            title(page, "Setup").wait_for(timeout=120_000)
+            title(page, "Explore").wait_for(timeout=120_000)
             wait_idle(page)
-            choose_dataset(page, SMALL_SPEC)
-            goto(page, "Explore")
             assert f"{n_labels} labelled for “{CONCEPT}”" in labelled_caption(page)
             for sid in train.sample_ids[:PAGE_SIZE]:  # a tile's button for the label it already has is disabled
                 which = "artifact" if sid in marked[1] else "clean"
                 expect(page.locator(f".st-key-explore_{which}_{sid} button").first).to_be_disabled()
             rerun(page, lambda: page.get_by_role("radio", name="overlay").click())
             screenshot(page, "2-explore.png")
+            goto(page, "Setup")
+            expect(page.get_by_role("textbox", name="Dataset", exact=True)).to_have_value(SMALL_SPEC)
+            goto(page, "Explore")
             milestone("reload checked")
 
             # Warm grid paging: heatmaps of pages never shown with heatmaps are computed for each click.
