@@ -70,7 +70,7 @@ method = s2.selectbox(
 cav_kind = s3.selectbox("CAV kind", ["pattern", "svm", "ridge", "lasso", "logistic"], key="correct_cav_kind")
 
 st.markdown("**Method**")
-options = config_inputs(get_method(method).config, key=f"opt_{method}", helps=HELPS)
+options = config_inputs(get_method(method).config, key=f"opt_{method}", helps=HELPS, labels={"lam": "λ (lam)"})
 if not options:
     st.caption("No knobs: this method needs no training.")
 with st.expander("Training loop", expanded=False):

@@ -12,16 +12,24 @@ __all__ = ["config_inputs"]
 
 
 def config_inputs(
-    config: type, *, key: str, helps: Mapping[str, str], skip: tuple[str, ...] = (), columns: int = 3
+    config: type,
+    *,
+    key: str,
+    helps: Mapping[str, str],
+    labels: Mapping[str, str] | None = None,
+    skip: tuple[str, ...] = (),
+    columns: int = 3,
 ) -> dict:
     """One input per field of `config` (Literal -> select box, bool -> toggle, float/int -> number), starting at
-    the field's default; returns {field: value}. `helps[field]` is the input's help text."""
+    the field's default; returns {field: value}. `helps[field]` is the input's help text, `labels[field]` its label
+    (default: the field name)."""
     hints = typing.get_type_hints(config)
     chosen = [f for f in dataclasses.fields(config) if f.name not in skip]
     values: dict = {}
     cols = st.columns(columns) if chosen else []
     for n, field in enumerate(chosen):
-        col, hint, label = cols[n % columns], hints[field.name], field.name.replace("_", " ")
+        col, hint = cols[n % columns], hints[field.name]
+        label = (labels or {}).get(field.name, field.name.replace("_", " "))
         widget_key, help_ = f"{key}_{field.name}", helps.get(field.name)
         if typing.get_origin(hint) is typing.Literal:
             options = list(typing.get_args(hint))

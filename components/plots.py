@@ -141,7 +141,7 @@ def loss_chart(history: Sequence[dict]) -> go.Figure:
     for name in ("loss", "ce", "penalty"):
         if history and name in history[0]:
             fig.add_scatter(x=epochs, y=[h[name] for h in history], mode="lines+markers", name=name)
-    fig.update_layout(height=280, margin=_MARGIN, xaxis_title="epoch", yaxis_type="log")
+    fig.update_layout(height=280, margin=_MARGIN, xaxis_title="epoch", xaxis_dtick=1, yaxis_type="log")
     return fig
 
 
