@@ -308,12 +308,12 @@ class AnnotationStore:
 
     def export_csv(self, dataset_id: str, concepts: Collection[str] | None = None) -> str:
         """`concept,sample_id,label` rows sorted by concept and sample id (all concepts unless `concepts`)."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["concept", "sample_id", "label"])
-        for concept, labels in self._export(dataset_id, concepts).items():
-            writer.writerows([concept, sid, label] for sid, label in labels.items())
-        return out.getvalue()
+        rows = [
+            [concept, sid, label]
+            for concept, labels in self._export(dataset_id, concepts).items()
+            for sid, label in labels.items()
+        ]
+        return _csv_text([["concept", "sample_id", "label"], *rows])
 
     def export_json(self, dataset_id: str, concepts: Collection[str] | None = None) -> str:
         data = {"dataset_id": _dataset(dataset_id), "concepts": self._export(dataset_id, concepts)}
@@ -406,11 +406,29 @@ def _csv_items(text: str) -> list[tuple[int, object, object, object]]:
     return items
 
 
+def _csv_text(rows) -> str:
+    r"""CSV text with "\n" line ends in which every field holding "\r" or "\n" is quoted, so that it reads back exactly.
+
+    csv.writer quotes only the characters of its own line terminator: with "\n", a "\r" inside a sample id (a file
+    name may hold one) was written bare and split the row on reading. Each row is written with "\r\n" (which quotes
+    both) and ended with "\n" instead, so files without such characters stay byte for byte what they were.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        lines.append(buffer.getvalue()[:-2] + "\n")
+    return "".join(lines)
+
+
 def _json_items(text: str, dataset_id: str) -> list[tuple[int, object, object, object]]:
     """(item index, concept, sample_id, label) from our export format or a list of objects; else ConfigError."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, integers over 4300 digits, nesting too deep
         raise ConfigError(f"the annotation file is not valid JSON: {exc}") from exc
     if isinstance(data, list):
         return [
@@ -436,11 +454,7 @@ def concept_labels_file(labels: Mapping[str, int], workspace: str | os.PathLike 
     if not labels:
         raise ConfigError("no concept labels to write: label at least one sample")
     rows = sorted((_sample(sid), _label(sid, value)) for sid, value in labels.items())
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["sample_id", "label"])
-    writer.writerows(rows)
-    content = out.getvalue().encode("utf-8")
+    content = _csv_text([("sample_id", "label"), *rows]).encode("utf-8")
     folder = resolve_workspace(workspace) / "annotations"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(content).hexdigest()}.csv"

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 CavKind = Literal["pattern", "svm", "ridge", "lasso", "logistic"]
+# Activations below _TINY in magnitude count as zero, above _HUGE are refused (see validate_concept_data).
+_TINY, _HUGE = 1e-30, 1e30
 # (activations (N, C), labels (N,) in {0, 1}, config) -> (direction (C,), chosen hyperparameters)
 Fitter = Callable[[np.ndarray, np.ndarray, "CavConfig"], tuple[np.ndarray, dict]]
 
@@ -134,10 +136,20 @@ def load_cav(path: str | Path) -> Cav:
 
 
 def validate_concept_data(activations: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check activations (N, C) and binary labels (N,) before fitting; returns them as float64 / int arrays."""
+    """Check activations (N, C) and binary labels (N,) before fitting; returns them as float64 / int arrays.
+
+    Besides shapes, labels and NaN/inf, the activations must be real numbers with at least one channel, not all zero
+    (a dead layer has no direction), and at most `_HUGE` in magnitude. Magnitudes below `_TINY` are flushed to zero,
+    as GPUs flush denormals: squaring them underflows, and on such input liblinear's LinearSVC (the svm kind) loops
+    for ever (seen at |a| <= 1e-160, and at |a| >= 1e100 with overflow).
+    """
     x = np.asarray(activations)
     if x.ndim != 2:
         raise ConfigError(f"CAVs are fitted on pooled activations of shape (N, C); got shape {x.shape}")
+    if x.shape[1] == 0:
+        raise ConfigError(f"the activations have no channels (shape {x.shape}); choose another layer")
+    if np.iscomplexobj(x):
+        raise ConfigError("activations must be real numbers, got complex ones")
     y = np.asarray(labels)
     if y.ndim != 1 or len(y) != len(x):
         raise ConfigError(f"need one concept label per sample: {len(x)} samples, labels of shape {y.shape}")
@@ -149,12 +161,25 @@ def validate_concept_data(activations: np.ndarray, labels: np.ndarray) -> tuple[
         raise ConfigError(
             f"a CAV needs at least 2 samples with the concept and 2 without; got {n_concept} with and {n_other} without"
         )
-    x = x.astype(np.float64)
+    try:
+        x = x.astype(np.float64)  # a copy: the flush below never touches the caller's array
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"activations must be real numbers, got an array of {x.dtype}: {exc}") from exc
     bad = ~np.isfinite(x)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
         first = rows[:5].tolist()
         raise ConfigError(f"activations hold NaN or infinite values in {len(rows)} samples (first: {first})")
+    magnitude = np.abs(x)
+    x[magnitude < _TINY] = 0.0
+    peak = float(magnitude.max())
+    if peak < _TINY:
+        raise ConfigError(f"all activations are zero (below {_TINY:g}): a dead layer? choose another layer or pooling")
+    if peak > _HUGE:
+        raise ConfigError(
+            f"the largest activation magnitude is {peak:.3g}, over {_HUGE:g}: the fit would overflow; "
+            "rescale the activations or choose another layer"
+        )
     return x, y
 
 

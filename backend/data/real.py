@@ -9,19 +9,38 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from backend.data.dataset import ClarcDataset, SplitData
 from backend.data.spec import DatasetSpec
 from backend.data.views import SPLITS
 from backend.errors import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "ISIC_CLASS_NAMES", "read_image", "ISICDataset", "ImageFolderDataset"]
+__all__ = ["IMAGE_SUFFIXES", "ISIC_CLASS_NAMES", "MAX_IMAGE_PIXELS", "read_image", "ISICDataset", "ImageFolderDataset"]
 
+# Larger images are refused before decoding: a dermoscope's 6000 x 4000 (24 MP) fits, a decompression bomb does not.
+MAX_IMAGE_PIXELS = 64_000_000
+# What PIL's format plugins raise on malformed files: OSError (unidentified or truncated files, codec errors),
+# SyntaxError (broken PNG chunks), EOFError, ValueError, struct.error (short headers), and TypeError, IndexError,
+# KeyError, ArithmeticError on tag values of the wrong type or range (found by fuzzing TIFFs). Each means that the
+# file cannot be read.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    struct.error,
+    TypeError,
+    IndexError,
+    KeyError,
+    ArithmeticError,
+)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # ISIC 2019 ground-truth columns, spelled out so that specs can say `classes=melanoma` on any dataset.
 ISIC_CLASS_NAMES = {
@@ -47,25 +66,58 @@ class _Record:
 
 
 def read_image(path: Path, size: int) -> np.ndarray:
-    """Decode an image file to uint8 RGB (size, size, 3): shorter side resized to `size`, centre crop."""
+    """Decode an image file to uint8 RGB (size, size, 3): shorter side resized to `size`, centre crop.
+
+    Any file that is not a readable image within `MAX_IMAGE_PIXELS` raises DatasetError naming it; the limit is
+    checked on the header before any pixel is decoded, so a small file declaring a huge image costs nothing.
+    """
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale: rescale, don't clip
-                arr = np.asarray(img, dtype=np.float64)
-                peak = arr.max() if arr.size else 0
-                arr = arr / (65535.0 if peak > 255 else 255.0) * 255
-                img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-            img = img.convert("RGB")
-            w, h = img.size
-            scale = size / min(w, h)
-            new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-            img = img.resize((new_w, new_h), Image.BILINEAR)
-            left, top = (new_w - size) // 2, (new_h - size) // 2
-            img = img.crop((left, top, left + size, top + size))
-            return np.asarray(img, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():  # PIL's own bomb warning (its limit may differ from ours) is an error too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DatasetError(
+                        f"cannot read image {path}: {w}x{h} pixels is over the limit of {MAX_IMAGE_PIXELS:,} "
+                        "(a decompression bomb?)"
+                    )
+                img = ImageOps.exif_transpose(img)
+                if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale: rescale, don't clip
+                    # In place (one float64 copy of the image) and NaN / inf (float TIFFs) as 0: casting them to
+                    # uint8 is undefined and warns.
+                    arr = np.array(img, dtype=np.float64)
+                    np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                    peak = arr.max() if arr.size else 0
+                    arr /= 65535.0 if peak > 255 else 255.0
+                    arr *= 255
+                    img = Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8))
+                img = img.convert("RGB")
+                return _resize_and_crop(img, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DatasetError(
+            f"cannot read image {path}: over the limit of {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?): {exc}"
+        ) from exc
+    except _DECODE_ERRORS as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
+
+
+def _resize_and_crop(img: Image.Image, size: int) -> np.ndarray:
+    """Shorter side resized to `size`, centre crop (size, size); only the crop is resampled, never the whole image.
+
+    The same sampling as resizing the whole image and then cropping (to within one grey level of rounding), but the
+    memory is bounded by the output: resizing a 1 x 4,000,000 image (an 8 kB PNG) to a 224-pixel short side first
+    would need a 224 x 896,000,000 intermediate.
+    """
+    w, h = img.size
+    if not (w and h):
+        raise ValueError(f"the image is empty ({w}x{h} pixels)")
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    sx, sy = w / new_w, h / new_h  # source pixels per resized pixel, per axis
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    img = img.resize((size, size), Image.BILINEAR, box=box)
+    return np.asarray(img, dtype=np.uint8).copy()
 
 
 def _hash_split(sample_id: str) -> str:
