@@ -16,12 +16,12 @@ import sqlite3
 import tempfile
 import time
 import unicodedata
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from backend.database import connect, create_tables
 from backend.errors import ConfigError
 from backend.workspace import resolve_workspace
 
@@ -35,7 +35,6 @@ _WORDS = {"1": 1, "0": 0, "artifact": 1, "clean": 0, "true": 1, "false": 0, "yes
 _LABEL_HELP = "label must be 1/0, artifact/clean, true/false or yes/no"
 
 _SCHEMA = """
-BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS annotations (
     dataset_id TEXT NOT NULL, concept TEXT NOT NULL, sample_id TEXT NOT NULL,
     label INTEGER NOT NULL CHECK (label IN (0, 1)), updated REAL NOT NULL,
@@ -52,7 +51,6 @@ CREATE TABLE IF NOT EXISTS annotation_log (
 CREATE INDEX IF NOT EXISTS annotation_batches_open ON annotation_batches(dataset_id, undone);
 CREATE INDEX IF NOT EXISTS annotation_log_batch ON annotation_log(batch);
 CREATE INDEX IF NOT EXISTS annotation_log_concept ON annotation_log(dataset_id, concept);
-COMMIT;
 """
 
 
@@ -149,29 +147,10 @@ class AnnotationStore:
     def __init__(self, workspace: str | os.PathLike | None = None) -> None:
         self.workspace = resolve_workspace(workspace)
         self.path = self.workspace / "studio.db"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        create_tables(self.path, _SCHEMA)
 
-    @contextmanager
-    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A fresh connection per operation (threads, processes); `write` wraps it in one IMMEDIATE transaction."""
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=FULL")
-            if write:
-                db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            if write:
-                db.execute("COMMIT")
-        finally:
-            db.close()
+    def _connect(self, write: bool = False):
+        return connect(self.path, write=write)
 
     # -- writing ------------------------------------------------------------------------------------------------
 

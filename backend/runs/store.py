@@ -11,11 +11,10 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.database import connect, create_tables
 from backend.errors import ConfigError
 from backend.workspace import resolve_workspace
 
@@ -94,35 +93,18 @@ class RunStore:
     def __init__(self, workspace: str | os.PathLike | None = None) -> None:
         self.workspace = resolve_workspace(workspace)
         self.path = self.workspace / "studio.db"
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        create_tables(self.path, _SCHEMA)
 
     def run_dir(self, run_id: str) -> Path:
         path = self.workspace / "runs" / run_id
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=30000")
-        try:
-            yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return connect(self.path)
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _write(self):
+        return connect(self.path, write=True)
 
     # -- writing ------------------------------------------------------------------------------------------------
 

@@ -194,13 +194,7 @@ def test_too_few_annotations_explain_what_is_missing(workspace):
 
 
 def test_launching_a_run_then_results_and_export(workspace):
-    _clear(workspace)
-    view = open_dataset(SMALL_SPEC, workspace).split("train")
-    AnnotationStore(workspace).set_labels(
-        open_dataset(SMALL_SPEC, workspace).dataset_id,
-        CONCEPT,
-        {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)},
-    )
+    _planted_annotations(workspace)
     at = _app(page="correct.py")
     assert at.selectbox(key="label_source").value.startswith(f"annotations: {CONCEPT}")
     at.number_input(key="loop_epochs").set_value(2)

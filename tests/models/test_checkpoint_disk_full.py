@@ -23,18 +23,22 @@ except CheckpointError as exc:
 """
 
 
-def test_a_failed_export_leaves_the_previous_one_intact(tmp_path):
-    model = load_checkpoint(DEFAULT_CHECKPOINT)
-    out = tmp_path / "export" / "model.safetensors"
-    save_checkpoint(model.module, model.meta, out)
-    before = file_sha256(out)
-    done = subprocess.run(
+def _export_on_a_full_disk(out) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-c", _WRITER, str(DEFAULT_CHECKPOINT), str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_a_failed_export_leaves_the_previous_one_intact(tmp_path):
+    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    out = tmp_path / "export" / "model.safetensors"
+    save_checkpoint(model.module, model.meta, out)
+    before = file_sha256(out)
+    done = _export_on_a_full_disk(out)
     assert done.returncode == 3, done.stderr
     assert "could not write the checkpoint" in done.stdout and "disk full?" in done.stdout
     assert file_sha256(out) == before  # the old export was not touched
@@ -44,12 +48,6 @@ def test_a_failed_export_leaves_the_previous_one_intact(tmp_path):
 
 def test_a_failed_first_export_leaves_nothing_that_looks_complete(tmp_path):
     out = tmp_path / "fresh" / "model.safetensors"
-    done = subprocess.run(
-        [sys.executable, "-c", _WRITER, str(DEFAULT_CHECKPOINT), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _export_on_a_full_disk(out)
     assert done.returncode == 3, done.stderr
     assert list(out.parent.iterdir()) == []
