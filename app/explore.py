@@ -163,7 +163,7 @@ if mode == "Grid":
 
     bar = st.container(horizontal=True)
     bar.button("Select page", icon=":material/select_all:", on_click=_pick_page, args=(page_ids, True))
-    bar.button("Clear selection", icon=":material/deselect:", on_click=_pick_page, args=(view.sample_ids, False))
+    bar.button("Clear selection", icon=":material/deselect:", on_click=lambda: _pick_page(_picked(), False))
     bar.button("Selected → artifact", icon=":material/flag:", type="primary", on_click=_label_picked, args=(1,))
     bar.button("Selected → clean", icon=":material/check:", on_click=_label_picked, args=(0,))
     bar.button("Remove labels", icon=":material/label_off:", on_click=_label_picked, args=(None,))

@@ -264,7 +264,7 @@ def test_cli_correct_and_evaluate(tmp_path):
 @pytest.mark.slow
 def test_bench_correction_quick_writes_both_tables(tmp_path):
     out = tmp_path / "correction.json"
-    done = run_backend("bench", "correction", "--quick", "--json", str(out), timeout=900)
+    done = run_backend("bench", "correction", "--quick", "--epochs", "3", "--json", str(out), timeout=900)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     methods = figures["methods"]
