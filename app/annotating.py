@@ -8,9 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from app.context import Context
-from app.resources import activations
-from backend.annotations import AnnotationStore
-from backend.cav import Cav
+from app.resources import activations, annotation_store
+from backend.concepts import Cav
 from backend.errors import ClarcError
 from components.sample_grid import LABEL_NAMES
 
@@ -23,7 +22,6 @@ __all__ = [
     "fitted_cav",
     "label_columns",
     "remember_cav",
-    "store",
     "undo_last",
 ]
 
@@ -31,17 +29,11 @@ NEW_CONCEPT = "+ new concept…"
 ACTIVE = "active_concept"  # the concept being annotated, shared by the pages
 
 
-@st.cache_resource(show_spinner=False)
-def store() -> AnnotationStore:
-    """The workspace's annotation store (one per server; it opens a connection per operation)."""
-    return AnnotationStore()
-
-
 def concept_picker(context: Context) -> str:
     """Choose an existing concept of the dataset or name a new one; returns the active concept's name. The choice
     lives under a plain session key (`ACTIVE`), so pages and label writes can change it; the widgets mirror it."""
     state = st.session_state
-    names = [c.name for c in store().concepts(context.dataset_id)]
+    names = [c.name for c in annotation_store().concepts(context.dataset_id)]
     active = state.get(ACTIVE)
     if active is None:  # nothing chosen yet: the first concept, or a new one with a suggested name
         active = names[0] if names else "skin marker"
@@ -73,7 +65,7 @@ def _name() -> None:
 def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) -> None:
     """Write labels (None removes one) as one undoable change and say what happened."""
     try:
-        batch = store().set_labels(context.dataset_id, concept, labels)
+        batch = annotation_store().set_labels(context.dataset_id, concept, labels)
     except ClarcError as exc:
         st.toast(f"Not saved: {exc}", icon=":material/error:")
         return
@@ -91,7 +83,7 @@ def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) 
 
 
 def undo_last(context: Context) -> None:
-    undone = store().undo(context.dataset_id)
+    undone = annotation_store().undo(context.dataset_id)
     if undone is None:
         st.toast("Nothing to undo.", icon=":material/info:")
     else:
@@ -101,7 +93,8 @@ def undo_last(context: Context) -> None:
 def label_columns(context: Context) -> pd.DataFrame:
     """One row per concept of the dataset with its counts."""
     rows = [
-        {"concept": c.name, "artifact": c.n_artifact, "clean": c.n_clean} for c in store().concepts(context.dataset_id)
+        {"concept": c.name, "artifact": c.n_artifact, "clean": c.n_clean}
+        for c in annotation_store().concepts(context.dataset_id)
     ]
     return pd.DataFrame(rows, columns=["concept", "artifact", "clean"])
 
@@ -124,5 +117,5 @@ def cav_scores_for(context: Context, concept: str) -> np.ndarray | None:
     cav = fitted_cav(context, concept)
     if cav is None:
         return None
-    values = activations(context.model.sha256, context.spec, cav.layer, cav.pooling, context.model)
+    values = activations(context.model, context.dataset, cav.layer, cav.pooling)
     return cav.scores(values)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 from app.resources import layer_choices, load_dataset, load_model
-from backend.data import ClarcDataset
+from backend.data import ClarcDataset, check_allowed_spec
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.errors import ClarcError
 from backend.models import LoadedModel
-from backend.paths import check_allowed_path, check_allowed_spec
+from backend.storage import check_allowed_path
 
 __all__ = ["Context", "current_context", "init_choices"]
 
@@ -70,7 +70,7 @@ def current_context() -> Context:
             raise ClarcError(
                 f"The model predicts {list(model.meta.classes)} but the dataset has classes {list(dataset.classes)}."
             )
-        layers = layer_choices(model.sha256, model)
+        layers = layer_choices(model)
         if state.get("layer") not in layers:
             state["layer"] = model.default_layer if model.default_layer in layers else layers[-1]
     except ClarcError as exc:

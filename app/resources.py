@@ -1,30 +1,40 @@
 """Everything the pages show that costs time, cached across reruns and pages: models and datasets as resources,
-figures as data keyed by the model's content hash. The backend's disk cache sits underneath (activations,
-heatmaps), so a restart recomputes nothing either. The functions only call the backend."""
+figures as data keyed by the model's content hash and the dataset's id (through `hash_funcs`, so a function takes
+the model itself). The backend's disk cache sits underneath (activations, heatmaps), so a restart recomputes
+nothing either. The functions only call the backend."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from backend.activations import cached_activations, candidate_layers
-from backend.attribution import class_heatmaps, concept_heatmaps, view_batch
-from backend.cav import CavConfig
-from backend.cav_quality import divergence
-from backend.concepts import ConceptFit, fit_concept
-from backend.data import ClarcDataset, open_dataset
-from backend.evaluation import clean_and_attacked_accuracy
-from backend.inspection import (
-    Predictions,
+from backend.attribution import (
     cached_heatmaps,
-    cached_predictions,
+    class_heatmaps,
+    concept_heatmaps,
     heatmap_features,
-    project_embedding,
     split_outlier_scores,
+    view_batch,
 )
-from backend.models import LoadedModel, load_checkpoint
+from backend.concepts import CavConfig, ConceptFit, cached_activations, divergence, fit_concept, project_embedding
+from backend.data import ClarcDataset, open_dataset
+from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy
+from backend.models import LoadedModel, load_checkpoint, model_fingerprint
+from backend.runs import LocalExecutor
+from backend.storage import AnnotationStore
 
 EXPLORE_SPLIT = "train"  # annotations, CAVs and corrections all use the training split
+
+
+def _with_subclasses(cls: type) -> set[type]:
+    return {cls} | {sub for child in cls.__subclasses__() for sub in _with_subclasses(child)}
+
+
+# A model is known by its content hash, a dataset by its id (spec and planting): equal keys, equal figures. Streamlit
+# matches hash_funcs by exact type, so every dataset class is listed.
+KEYS = {LoadedModel: model_fingerprint} | {
+    cls: (lambda dataset: dataset.dataset_id) for cls in _with_subclasses(ClarcDataset)
+}
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=6)
@@ -38,119 +48,121 @@ def load_dataset(spec: str) -> ClarcDataset:
     return open_dataset(spec)
 
 
-@st.cache_data(show_spinner="Measuring accuracy on the clean and attacked test views…", max_entries=16)
-def test_accuracy(model_sha: str, spec: str, _model: LoadedModel) -> dict:
-    """Clean and attacked test accuracy of a model (keyed by its content hash) on a dataset."""
-    return clean_and_attacked_accuracy(_model, load_dataset(spec))
+@st.cache_resource(show_spinner=False)
+def annotation_store() -> AnnotationStore:
+    """The workspace's annotation store (one per server; it opens a connection per operation)."""
+    return AnnotationStore()
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def layer_choices(model_sha: str, _model: LoadedModel) -> list[str]:
+@st.cache_resource(show_spinner=False)
+def executor() -> LocalExecutor:
+    """The local run executor, made once per server start: making it recovers runs whose worker died."""
+    return LocalExecutor()
+
+
+@st.cache_data(show_spinner="Measuring accuracy on the clean and attacked test views…", max_entries=16, hash_funcs=KEYS)
+def test_accuracy(model: LoadedModel, dataset: ClarcDataset) -> dict:
+    """Clean and attacked test accuracy of a model on a dataset."""
+    return clean_and_attacked_accuracy(model, dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs=KEYS)
+def layer_choices(model: LoadedModel) -> list[str]:
     """Layers with a spatial (C, H, W) output, in forward order: where a CAV can live."""
-    return [info.name for info in candidate_layers(_model) if len(info.shape) == 3]
+    return [info.name for info in model.layers() if len(info.shape) == 3]
 
 
-@st.cache_data(show_spinner="Predicting every training image…", max_entries=8)
-def predictions(model_sha: str, spec: str, _model: LoadedModel) -> Predictions:
-    dataset = load_dataset(spec)
-    return cached_predictions(_model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id)
+@st.cache_data(show_spinner="Predicting every training image…", max_entries=8, hash_funcs=KEYS)
+def predictions(model: LoadedModel, dataset: ClarcDataset) -> Predictions:
+    return cached_predictions(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def heatmaps(model_sha: str, spec: str, indices: tuple[int, ...], _model: LoadedModel) -> np.ndarray:
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=KEYS)
+def heatmaps(model: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...]) -> np.ndarray:
     """LRP heatmaps (N, H, W) of training samples for their predicted class."""
-    dataset = load_dataset(spec)
-    return cached_heatmaps(_model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, list(indices))
+    return cached_heatmaps(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, list(indices))
 
 
-@st.cache_data(show_spinner="Computing heatmap outlier scores for every training image…", max_entries=8)
-def outlier_scores(model_sha: str, spec: str, _model: LoadedModel) -> np.ndarray:
-    dataset = load_dataset(spec)
-    return split_outlier_scores(_model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id)
+@st.cache_data(
+    show_spinner="Computing heatmap outlier scores for every training image…", max_entries=8, hash_funcs=KEYS
+)
+def outlier_scores(model: LoadedModel, dataset: ClarcDataset) -> np.ndarray:
+    predicted = predictions(model, dataset).predicted
+    return split_outlier_scores(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, predicted)
 
 
-@st.cache_data(show_spinner="Collecting activations…", max_entries=16)
-def activations(model_sha: str, spec: str, layer: str, pooling: str, _model: LoadedModel) -> np.ndarray:
+@st.cache_data(show_spinner="Collecting activations…", max_entries=16, hash_funcs=KEYS)
+def activations(model: LoadedModel, dataset: ClarcDataset, layer: str, pooling: str) -> np.ndarray:
     """Pooled activations (N, C) of every training sample in `layer`."""
-    dataset = load_dataset(spec)
-    acts = cached_activations(_model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, layer, pooling)
+    acts = cached_activations(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, layer, pooling)
     return np.asarray(acts.values)
 
 
-@st.cache_data(show_spinner="Projecting…", max_entries=16)
-def embedding(model_sha: str, spec: str, layer: str, source: str, method: str, _model: LoadedModel) -> np.ndarray:
+@st.cache_data(show_spinner="Projecting…", max_entries=16, hash_funcs=KEYS)
+def embedding(model: LoadedModel, dataset: ClarcDataset, layer: str, source: str, method: str) -> np.ndarray:
     """2-D projection of every training sample's activations (`source` "activations") or heatmaps ("heatmaps")."""
     if source == "activations":
-        features = activations(model_sha, spec, layer, "max", _model)
+        features = activations(model, dataset, layer, "max")
     else:
-        n = len(load_dataset(spec).split(EXPLORE_SPLIT))
-        maps = heatmaps(model_sha, spec, tuple(range(n)), _model)
-        features = heatmap_features(maps)
+        n = len(dataset.split(EXPLORE_SPLIT))
+        features = heatmap_features(heatmaps(model, dataset, tuple(range(n))))
     return project_embedding(features, method)
 
 
-@st.cache_data(show_spinner="Fitting the CAV and testing it against random directions…", max_entries=32)
+@st.cache_data(
+    show_spinner="Fitting the CAV and testing it against random directions…", max_entries=32, hash_funcs=KEYS
+)
 def concept_fit(
-    model_sha: str,
-    spec: str,
+    model: LoadedModel,
+    dataset: ClarcDataset,
     layer: str,
     pooling: str,
     kind: str,
     concept: str,
     labels: tuple[tuple[str, int], ...],
-    _model: LoadedModel,
 ) -> ConceptFit:
     """A CAV fitted on annotations (given as sorted (sample id, label) pairs, so they key the cache)."""
     return fit_concept(
-        _model,
-        load_dataset(spec),
-        dict(labels),
-        layer=layer,
-        pooling=pooling,
-        config=CavConfig(kind=kind),
-        concept=concept,
+        model, dataset, dict(labels), layer=layer, pooling=pooling, config=CavConfig(kind=kind), concept=concept
     )
 
 
-@st.cache_data(show_spinner="Fitting every CAV kind…", max_entries=16)
+@st.cache_data(show_spinner="Fitting every CAV kind…", max_entries=16, hash_funcs=KEYS)
 def kind_divergence(
-    model_sha: str,
-    spec: str,
+    model: LoadedModel,
+    dataset: ClarcDataset,
     layer: str,
     pooling: str,
     kinds: tuple[str, ...],
     labels: tuple[tuple[str, int], ...],
-    _model: LoadedModel,
 ) -> dict[str, dict[str, float]]:
     """Cosine similarity between the CAVs of several kinds fitted on the same annotations."""
-    dataset = load_dataset(spec)
     vectors = {
         kind: fit_concept(
-            _model, dataset, dict(labels), layer=layer, pooling=pooling, config=CavConfig(kind=kind), n_random=0
+            model, dataset, dict(labels), layer=layer, pooling=pooling, config=CavConfig(kind=kind), n_random=0
         ).cav.vector
         for kind in kinds
     }
     return divergence(vectors)
 
 
-@st.cache_data(show_spinner="Localising the concept…", max_entries=32)
+@st.cache_data(show_spinner="Localising the concept…", max_entries=32, hash_funcs=KEYS)
 def localization(
-    model_sha: str, spec: str, layer: str, vector: tuple[float, ...], indices: tuple[int, ...], _model: LoadedModel
+    model: LoadedModel, dataset: ClarcDataset, layer: str, vector: tuple[float, ...], indices: tuple[int, ...]
 ) -> np.ndarray:
     """Concept heatmaps (N, H, W) of training samples: where in each image the CAV's concept is."""
-    view = load_dataset(spec).split(EXPLORE_SPLIT)
-    x, _ = view_batch(view, indices, _model)
-    return concept_heatmaps(_model, x, np.array(vector), layer)
+    x, _ = view_batch(dataset.split(EXPLORE_SPLIT), indices, model)
+    return concept_heatmaps(model, x, np.array(vector), layer)
 
 
-@st.cache_data(show_spinner="Explaining before and after…", max_entries=16)
+@st.cache_data(show_spinner="Explaining before and after…", max_entries=16, hash_funcs=KEYS)
 def before_after_heatmaps(
-    before_sha: str, after_sha: str, spec: str, indices: tuple[int, ...], _before: LoadedModel, _after: LoadedModel
+    before: LoadedModel, after: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Heatmaps of the same attacked test images for the model before and after correction, with predictions."""
-    view = load_dataset(spec).split("test", "attacked")
+    view = dataset.split("test", "attacked")
     out = []
-    for model in (_before, _after):
+    for model in (before, after):
         x, _ = view_batch(view, indices, model)
         maps = class_heatmaps(model, x)
         out += [maps.maps, maps.targets.numpy()]

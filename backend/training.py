@@ -16,7 +16,8 @@ from backend.data import ClarcDataset, Normalization, open_dataset
 from backend.device import DeviceChoice, resolve_device
 from backend.errors import ConfigError
 from backend.evaluation import accuracy, clean_and_attacked_accuracy, predict_logits
-from backend.models import LoadedModel, ModelMeta, build_model, get_architecture
+from backend.models import LoadedModel, ModelMeta, architecture_names, build_model, get_architecture
+from backend.options import check_choices, option
 from backend.progress import ProgressCallback, ProgressEvent
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "channel_statistics"]
@@ -29,19 +30,20 @@ class TrainConfig:
     """How to train. The defaults reproduce `assets/default_model.safetensors`: the compact VGG on the embedded
     benchmark, where skin markers sit in half of the melanoma training images."""
 
-    dataset: str = "synthderm"
-    arch: str = "vgg_compact"
-    epochs: int = 12
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    seed: int = 0
-    augment: bool = True
-    num_workers: int = 0
-    device: DeviceChoice = "auto"
+    dataset: str = option("synthderm", help="dataset spec to train on")
+    arch: str = option("vgg_compact", help="architecture", choices=architecture_names)
+    epochs: int = option(12, help="passes over the training split")
+    batch_size: int = option(64, help="images per step")
+    lr: float = option(2e-3, help="peak learning rate (one-cycle schedule)")
+    weight_decay: float = option(5e-4, help="AdamW weight decay")
+    seed: int = option(0, help="random seed (initialisation, data order, augmentation)")
+    augment: bool = option(True, help="random flips and transposes of the training images")
+    num_workers: int = option(0, help="DataLoader worker processes")
+    device: DeviceChoice = option("auto", help="auto takes the GPU when there is one")
 
     def __post_init__(self) -> None:
         get_architecture(self.arch)
+        check_choices(self)
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -49,8 +51,6 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.num_workers < 0:
             raise ConfigError("weight_decay and num_workers must not be negative")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
 
     @classmethod
     def quick(cls, **overrides) -> TrainConfig:

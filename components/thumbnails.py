@@ -7,7 +7,7 @@ import base64
 
 import numpy as np
 
-from backend.rendering import heatmap_colors, overlay, to_png
+from backend.attribution import heatmap_colors, overlay, to_png
 
 __all__ = ["data_url", "thumbnail_png"]
 

@@ -14,18 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from backend.activations import cached_activations
-from backend.annotations import AnnotationStore, concept_labels_file
-from backend.concepts import fit_concept, planted_labels, read_concept_labels
+from backend.concepts import cached_activations, fit_concept, planted_labels, read_concept_labels
+from backend.concepts import write_concept_labels as concept_labels_file
 from backend.correction import LoopConfig, RRClarcConfig, correct
-from backend.correction.pipeline import CorrectionJob
-from backend.data import open_dataset, read_image
+from backend.data import check_allowed_spec, open_dataset, read_image
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ClarcError
 from backend.models import build_model, load_checkpoint, save_checkpoint
-from backend.paths import check_allowed_spec
-from backend.runs import RunStore
-from backend.uploads import store_checkpoint_upload
+from backend.runs import CorrectionJob, RunStore
+from backend.storage import AnnotationStore, store_checkpoint_upload
 from tests.conftest import SMALL_SPEC
 
 DATASET = "bad-input-test"

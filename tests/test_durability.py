@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from backend.annotations import AnnotationStore
 from backend.correction import LoopConfig
-from backend.correction.pipeline import CorrectionJob
-from backend.runs import FINAL_STATUSES, LocalExecutor
+from backend.runs import FINAL_STATUSES, CorrectionJob, LocalExecutor
+from backend.storage import AnnotationStore
 from tests.conftest import ROOT, SMALL_SPEC
 
 # argv: workspace dataset concept tag shared-sample-ids(json) count(0: until killed) seed
@@ -29,7 +28,7 @@ from tests.conftest import ROOT, SMALL_SPEC
 # for "two sessions on the same samples", a random label for each shared sample.
 _LABEL_WRITER = r"""
 import json, random, sys
-from backend.annotations import AnnotationStore
+from backend.storage import AnnotationStore
 ws, dataset, concept, tag, shared, count, seed = sys.argv[1:8]
 shared, count, rng = json.loads(shared), int(count), random.Random(seed)
 store = AnnotationStore(ws)
@@ -47,7 +46,7 @@ while count == 0 or i < count:
 # undo, on a dataset of its own, so the test can replay the acknowledged calls exactly.
 _UNDO_WRITER = r"""
 import json, random, sys
-from backend.annotations import AnnotationStore
+from backend.storage import AnnotationStore
 ws, dataset, seed = sys.argv[1:4]
 rng = random.Random(seed)
 store = AnnotationStore(ws)

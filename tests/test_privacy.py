@@ -7,8 +7,7 @@ import numpy as np
 from PIL import Image
 
 from backend.correction import LoopConfig
-from backend.correction.pipeline import CorrectionJob
-from backend.runs import LocalExecutor
+from backend.runs import CorrectionJob, LocalExecutor
 from tests.conftest import run_backend
 
 PATIENT_VALUES = ("IP_7279968", "IL_5418206", "lower extremity")  # patient id, lesion id, anatomical site

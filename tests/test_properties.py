@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from backend.annotations import AnnotationStore, ImportReport
-from backend.cav import Cav, CavConfig, fit_cav, validate_concept_data
+from backend.concepts import Cav, CavConfig, fit_cav, validate_concept_data
 from backend.data import read_image
 from backend.errors import ConfigError, DatasetError
+from backend.storage import AnnotationStore, ImportReport
 
 _SCALE = max(1, int(os.environ.get("CLARC_PROPERTY_EXAMPLES", "1")))
 

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
+from backend.bench.registry import Benchmark, register_bench, registered
 
-__all__ = ["Benchmark", "register_bench", "benchmarks"]
-
-# (add its arguments to a parser, run it on the parsed arguments -> JSON-ready dict)
-Benchmark = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], dict], str]
-_BENCHMARKS: dict[str, Benchmark] = {}
-
-
-def register_bench(name: str, *, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    """Declare a benchmark: its CLI arguments and the function that runs it."""
-
-    def decorate(run: Callable[[argparse.Namespace], dict]):
-        _BENCHMARKS[name] = (add_arguments, run, help)
-        return run
-
-    return decorate
+__all__ = ["Benchmark", "benchmarks", "register_bench"]
 
 
 def benchmarks() -> dict[str, Benchmark]:
-    from backend.bench import attribution, cav, correction, data, soak  # noqa: F401  (register on import)
+    """Every benchmark, by name (their modules register themselves when imported here, on first use)."""
+    from backend.bench import attribution, cav, correction, data, soak  # noqa: F401  (heavy: imported on demand)
 
-    return dict(_BENCHMARKS)
+    return registered()

@@ -10,14 +10,21 @@ import time
 import numpy as np
 import torch
 
-from backend.activations import cached_activations
-from backend.attribution import class_heatmaps, concept_heatmaps, view_batch
-from backend.bench import register_bench
-from backend.cav import fit_cav
+from backend.attribution import (
+    class_heatmaps,
+    concept_heatmaps,
+    heatmap_masks,
+    iou,
+    pointing_game,
+    r_bias,
+    tune_mask_config,
+    view_batch,
+)
+from backend.bench.registry import register_bench
+from backend.concepts import cached_activations, fit_cav
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
-from backend.masks import heatmap_masks, iou, pointing_game, r_bias, tune_mask_config
 from backend.models import load_checkpoint
 
 

@@ -9,14 +9,21 @@ import time
 
 import numpy as np
 
-from backend.activations import cached_activations
-from backend.bench import register_bench
-from backend.cav import CavConfig, cav_kinds, fit_cav
-from backend.cav_quality import alignment, divergence, separability_auc, significance
+from backend.bench.registry import register_bench
+from backend.concepts import (
+    CavConfig,
+    alignment,
+    cached_activations,
+    cav_kinds,
+    divergence,
+    fit_cav,
+    separability_auc,
+    significance,
+)
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
-from backend.workspace import resolve_workspace
+from backend.storage import resolve_workspace
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

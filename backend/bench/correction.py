@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.activations import cached_activations
-from backend.bench import register_bench
-from backend.cav import CavConfig, fit_cav
+from backend.bench.registry import register_bench
+from backend.concepts import CavConfig, cached_activations, fit_cav
 from backend.correction import LoopConfig, correct
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from backend.bench import register_bench
+from backend.bench.registry import register_bench
 from backend.data.artifacts import apply_artifact, artifact_names
 from backend.data.embedded import generate_split
 

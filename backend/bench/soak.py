@@ -33,7 +33,7 @@ from contextlib import suppress
 from itertools import zip_longest
 from pathlib import Path
 
-from backend.bench import register_bench
+from backend.bench.registry import register_bench
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _perform(store, op: dict, payload, datasets: dict[str, str], k: int) -> dict
 
 
 def _writer_main(spec: dict) -> None:
-    from backend.annotations import AnnotationStore
+    from backend.storage import AnnotationStore
 
     store, rng = AnnotationStore(spec["workspace"]), random.Random(spec["seed"])
     for _ in range(spec["ops"]):
@@ -194,7 +194,7 @@ class _Model:
 
 def _stored(workspace: Path, datasets: dict[str, str], k: int) -> tuple[dict, list]:
     """What a fresh store holds of writer `k`: its labels and its private dataset's open batches (old labels)."""
-    from backend.annotations import AnnotationStore
+    from backend.storage import AnnotationStore
 
     store, own = AnnotationStore(workspace), set(_own(k))
     labels = {}
@@ -356,9 +356,8 @@ class _RunSoak:
 
     def __init__(self, workspace: Path, plan: list[str], seed: int, deadline: float, jobs: int) -> None:
         from backend.correction import LoopConfig
-        from backend.correction.pipeline import CorrectionJob
         from backend.data import open_dataset
-        from backend.runs import LocalExecutor
+        from backend.runs import CorrectionJob, LocalExecutor
 
         self.executor, self.plan, self.deadline = LocalExecutor(workspace, max_cpu_jobs=jobs), plan, deadline
         self.rng, self.inputs = random.Random(f"{seed}-runs"), workspace / "soak-inputs" / uuid.uuid4().hex[:8]
@@ -463,7 +462,7 @@ def bench_soak(args: argparse.Namespace) -> dict:
     ops = args.ops if args.ops is not None else (150 if args.quick else 1000)
     n_runs = args.runs if args.runs is not None else (6 if args.quick else 20)
     n_writers = args.writers or (3 if args.quick else 4)
-    from backend.annotations import AnnotationStore
+    from backend.storage import AnnotationStore
 
     fresh = args.workspace is None
     workspace = Path(tempfile.mkdtemp(prefix="clarc-soak-") if fresh else args.workspace).resolve()

@@ -1,6 +1,7 @@
 """Correction: RR-ClArC and its baselines (A-ClArC, P-ClArC, RRR, plain fine-tuning) in one registry, sharing one
-fine-tuning loop."""
+fine-tuning loop with two batch sources (cached layer outputs or images)."""
 
+from backend.correction.batches import CachedLayerSource, ImageSource, LayerTap, tap_layer
 from backend.correction.configs import (
     AClarcConfig,
     FinetuneConfig,
@@ -11,31 +12,38 @@ from backend.correction.configs import (
 )
 from backend.correction.loop import CorrectionCancelled, CorrectionFailed, CorrectionResult, correct
 from backend.correction.methods import (
-    ConceptProjection,
-    attach_projection,
-    directional_penalty,
+    Batch,
+    ConceptInputs,
+    CorrectionMethod,
+    MethodInfo,
     get_method,
-    gradient_target,
     method_names,
     register_method,
 )
+from backend.correction.penalties import directional_penalty, gradient_target
 
 __all__ = [
     "AClarcConfig",
-    "ConceptProjection",
+    "Batch",
+    "CachedLayerSource",
+    "ConceptInputs",
     "CorrectionCancelled",
     "CorrectionFailed",
+    "CorrectionMethod",
     "CorrectionResult",
     "FinetuneConfig",
+    "ImageSource",
+    "LayerTap",
     "LoopConfig",
+    "MethodInfo",
     "PClarcConfig",
     "RRClarcConfig",
     "RRRConfig",
-    "attach_projection",
     "correct",
     "directional_penalty",
     "get_method",
     "gradient_target",
     "method_names",
     "register_method",
+    "tap_layer",
 ]

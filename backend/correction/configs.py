@@ -1,11 +1,13 @@
-"""One frozen config per correction method and one for the shared fine-tuning loop; choices are validated Literals."""
+"""One frozen config per correction method and one for the shared fine-tuning loop. Each field declares its default,
+choices and help text once (`backend.options`); the CLI and the dashboard's forms are built from them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
 from backend.errors import ConfigError
+from backend.options import check_choices, option
 
 __all__ = [
     "GradientTarget",
@@ -24,11 +26,7 @@ Aggregation = Literal["l1", "l2", "cosine"]
 Trainable = Literal["head", "above_layer", "all"]
 Optimizer = Literal["adam", "sgd"]
 MaskSource = Literal["ground_truth", "concept"]
-
-
-def _choice(value: str, kind, name: str) -> None:
-    if value not in get_args(kind):
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(get_args(kind))}")
+Device = Literal["auto", "cpu", "cuda"]
 
 
 def _positive(value: float, name: str, allow_zero: bool = False) -> None:
@@ -42,24 +40,26 @@ class LoopConfig:
     the paper), `above_layer` (everything above the CAV layer) or `all`. With the layers below the CAV layer frozen,
     `cache_activations` trains from their cached output: exact, and much faster."""
 
-    epochs: int = 20
-    lr: float = 1e-3
-    optimizer: Optimizer = "adam"
-    batch_size: int = 64
-    seed: int = 0
-    trainable: Trainable = "head"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    mixed_precision: bool = True
-    cache_activations: bool = True
+    epochs: int = option(20, help="passes over the training split")
+    lr: float = option(1e-3, help="learning rate")
+    optimizer: Optimizer = option("adam", help="optimiser of the fine-tuning")
+    batch_size: int = option(64, help="images per step")
+    seed: int = option(0, help="random seed (data order, dropout)")
+    trainable: Trainable = option(
+        "head",
+        help="head: linear layers only (the paper's setting, fast); above_layer or all: more capacity, slower",
+    )
+    device: Device = option("auto", help="auto takes the GPU when there is one")
+    mixed_precision: bool = option(True, help="bf16 autocast on the GPU (ignored on the CPU)")
+    cache_activations: bool = option(
+        True, help="train from cached activations of the frozen layers: exact and much faster", flags=("--cache",)
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be at least 1")
         _positive(self.lr, "lr")
-        _choice(self.optimizer, Optimizer, "optimizer")
-        _choice(self.trainable, Trainable, "trainable")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        check_choices(self)
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,20 @@ class RRClarcConfig:
     taken w.r.t. the CAV layer's output at every spatial position and aggregated by `aggregation`.
     `class_specific` penalises only the attacked class's logit. `logprobs` is the sum of all log-probabilities."""
 
-    lam: float = 1e5
-    gradient_target: GradientTarget = "logprobs"
-    aggregation: Aggregation = "l2"
-    class_specific: bool = False
+    lam: float = option(
+        1e5,
+        label="λ (lam)",
+        help="penalty weight λ: larger removes more of the artifact's influence; too large costs clean accuracy",
+    )
+    gradient_target: GradientTarget = option(
+        "logprobs", help="which output's gradient is penalised along the CAV (logprobs: all log-probabilities)"
+    )
+    aggregation: Aggregation = option("l2", help="how the directional derivatives over positions are combined")
+    class_specific: bool = option(False, help="penalise only the class the artifact is tied to")
 
     def __post_init__(self) -> None:
         _positive(self.lam, "lam", allow_zero=True)
-        _choice(self.gradient_target, GradientTarget, "gradient target")
-        _choice(self.aggregation, Aggregation, "aggregation")
+        check_choices(self)
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,9 @@ class AClarcConfig:
     """Fine-tune with the artifact added along the CAV to the activations of clean samples (`strength` 1: moved to
     the artifact samples' mean projection), so the artifact direction stops predicting the class."""
 
-    strength: float = 1.0
+    strength: float = option(
+        1.0, help="how far clean samples are moved along the CAV (1: to the artifact samples' mean)"
+    )
 
     def __post_init__(self) -> None:
         _positive(self.strength, "strength")
@@ -105,9 +112,12 @@ class RRRConfig:
     """Right for the Right Reasons: CE + lam * squared input gradient of the summed log-probabilities inside the
     artifact masks (ground truth where planted, else concept masks from the attribution module)."""
 
-    lam: float = 10.0
-    mask_source: MaskSource = "ground_truth"
+    lam: float = option(10.0, label="λ (lam)", help="penalty weight λ on the input gradients inside the masks")
+    mask_source: MaskSource = option(
+        "ground_truth",
+        help="where the artifact is in the images: ground-truth masks (benchmark) or concept heatmaps",
+    )
 
     def __post_init__(self) -> None:
         _positive(self.lam, "lam", allow_zero=True)
-        _choice(self.mask_source, MaskSource, "mask source")
+        check_choices(self)

@@ -8,10 +8,10 @@ from backend.data.artifacts import ArtifactInfo, apply_artifact, artifact_names,
 from backend.data.dataset import ClarcDataset
 from backend.data.embedded import SynthDermDataset, generate_split
 from backend.data.real import ImageFolderDataset, ISICDataset, read_image
-from backend.data.spec import DEFAULT_PLANTING_P, DatasetSpec, parse_spec
+from backend.data.spec import DEFAULT_PLANTING_P, DatasetSpec, check_allowed_spec, parse_spec
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample
 from backend.data.views import SPLITS, VIEWS, Normalization, Planting, SplitView
-from backend.workspace import cache_dir
+from backend.storage.workspace import cache_dir
 
 __all__ = [
     "ArtifactInfo",
@@ -29,6 +29,7 @@ __all__ = [
     "VIEWS",
     "apply_artifact",
     "artifact_names",
+    "check_allowed_spec",
     "generate_split",
     "get_artifact",
     "open_dataset",

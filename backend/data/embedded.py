@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from backend.data.dataset import ClarcDataset, SplitData
 from backend.data.spec import DatasetSpec
 from backend.data.synthderm import SYNTHDERM_CLASSES, SYNTHDERM_VERSION, render_sample, sample_label
+from backend.storage.files import atomic_path
 
 __all__ = ["SynthDermDataset", "generate_split"]
 
@@ -64,9 +64,8 @@ class SynthDermDataset(ClarcDataset):
                 log.info("generating %d SynthDerm %s images (%d px)", n, split, spec.size)
                 images = generate_split(spec.seed, split, n, spec.size)[0]
                 if self._cache_root is not None:
-                    tmp = key.with_suffix(f".{os.getpid()}.tmp.npy")
-                    np.save(tmp, images)
-                    os.replace(tmp, key)  # atomic: a crash never leaves a half-written cache file
+                    with atomic_path(key) as tmp:  # a crash never leaves a half-written cache file
+                        np.save(tmp, images)
             _MEMORY[key] = images
             return images
 

@@ -12,14 +12,16 @@ Real datasets take the same `artifact`, `p`, `classes` parameters to plant a con
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Literal, get_args
 from urllib.parse import parse_qsl
 
 from backend.data.artifacts import get_artifact
 from backend.errors import ConfigError
+from backend.storage.paths import check_allowed_path
 
-__all__ = ["DatasetKind", "DatasetSpec", "parse_spec", "DEFAULT_PLANTING_P"]
+__all__ = ["DatasetKind", "DatasetSpec", "parse_spec", "check_allowed_spec", "DEFAULT_PLANTING_P"]
 
 DatasetKind = Literal["synthderm", "isic", "folder"]
 
@@ -125,3 +127,11 @@ def parse_spec(spec: str | DatasetSpec) -> DatasetSpec:
         params.setdefault("artifact", DEFAULT_ARTIFACT)
     folder = path.strip() if sep else ""
     return DatasetSpec(kind=kind, path=folder or None, extra=extra, **params)
+
+
+def check_allowed_spec(spec: str | DatasetSpec, workspace: str | os.PathLike | None = None) -> DatasetSpec:
+    """A dataset spec whose folder (for `isic:` and `folder:`) lies inside the allowed roots of a served dashboard."""
+    spec = parse_spec(spec)
+    if spec.path:
+        check_allowed_path(spec.path, "dataset folder", workspace)
+    return spec

@@ -24,9 +24,20 @@ from safetensors.torch import save_file
 from backend import __version__
 from backend.data.views import Normalization
 from backend.errors import CheckpointError
+from backend.models.layers import LayerInfo, candidate_layers, output_layer
+from backend.models.projection import attach_projection
 from backend.models.registry import build_model, get_architecture
+from backend.storage.files import atomic_path
 
-__all__ = ["ModelMeta", "LoadedModel", "save_checkpoint", "load_checkpoint", "file_sha256", "card_path"]
+__all__ = [
+    "ModelMeta",
+    "LoadedModel",
+    "save_checkpoint",
+    "load_checkpoint",
+    "file_sha256",
+    "card_path",
+    "model_fingerprint",
+]
 
 _META_KEY = "clarc"
 _FORMAT = 1
@@ -98,6 +109,26 @@ class LoadedModel:
     def default_layer(self) -> str:
         return get_architecture(self.meta.arch).default_layer
 
+    def layers(self) -> list[LayerInfo]:
+        """Layers with their output shapes, in forward order (see `models.layers.candidate_layers`)."""
+        return candidate_layers(self.module, self.meta.input_size)
+
+    def output_layer(self) -> str:
+        """The layer that produces the logits."""
+        return output_layer(self.module, self.meta.input_size, len(self.meta.classes))
+
+
+def model_fingerprint(model: LoadedModel) -> str:
+    """The checkpoint's content hash, or a hash of the weights for a model that was never saved: what caches and
+    the dashboard key a model by."""
+    if model.sha256:
+        return model.sha256
+    digest = hashlib.sha256()
+    for name, tensor in model.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -105,12 +136,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def card_path(checkpoint: Path) -> Path:
@@ -129,22 +154,12 @@ def save_checkpoint(module: nn.Module, meta: ModelMeta, path: str | os.PathLike)
         meta = replace(meta, created=datetime.now(UTC).isoformat(timespec="seconds"))
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     payload = json.dumps(meta.to_dict(), sort_keys=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    card_tmp = path.with_name(f".{card_path(path).name}.{os.getpid()}.tmp")
-    try:
-        save_file(state, str(tmp), metadata={_META_KEY: payload})
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes owner-only files; make it an ordinary file
-        card_tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
-        for written in (tmp, card_tmp):  # on disk before the rename makes them visible
-            with open(written, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        os.replace(card_tmp, card_path(path))
+    try:  # the weights are renamed into place first, then their card
+        with atomic_path(card_path(path), durable=True) as card_tmp, atomic_path(path, durable=True) as tmp:
+            save_file(state, str(tmp), metadata={_META_KEY: payload})
+            card_tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n")
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"could not write the checkpoint {path} (disk full?): {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-        card_tmp.unlink(missing_ok=True)
     return path
 
 
@@ -255,8 +270,6 @@ def load_checkpoint(
     module.to(device).eval()
     projection = (meta.training.get("correction") or {}).get("projection")
     if projection:  # a P-ClArC model: re-attach its concept projection
-        from backend.correction.methods import attach_projection
-
         attach_projection(
             module, projection["layer"], torch.tensor(projection["h"]), torch.tensor(projection["offset"])
         )

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from backend.errors import ConfigError
+from backend.models.layers import capture_layer, eval_mode
 
 __all__ = ["split_at_layer"]
 
@@ -39,22 +40,12 @@ def split_at_layer(module: nn.Module, layer: str, input_size: int) -> nn.Module:
     split is verified on a random input."""
     path = layer.split(".")
     upper = nn.Sequential(*_chain_after(module, path))
-    was_training = module.training
-    module.eval()
-    try:
-        captured: list[torch.Tensor] = []
-        target = dict(module.named_modules())[layer]
-        handle = target.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            weight = next(module.parameters())
-            x = torch.rand(2, 3, input_size, input_size, device=weight.device, dtype=weight.dtype)
-            with torch.no_grad():
-                whole = module(x)
-                parts = upper(captured[0])
-        finally:
-            handle.remove()
-    finally:
-        module.train(was_training)
+    with eval_mode(module), capture_layer(module, layer) as captured:
+        weight = next(module.parameters())
+        x = torch.rand(2, 3, input_size, input_size, device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            whole = module(x)
+            parts = upper(captured[0])
     if parts.shape != whole.shape or not torch.allclose(parts, whole, rtol=1e-4, atol=1e-5):
         raise ConfigError(f"the model cannot be split at {layer}: the part above it does not reproduce the output")
     return upper

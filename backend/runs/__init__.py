@@ -1,19 +1,29 @@
-"""Runs: correction jobs in the background, persisted in the workspace's SQLite store, on local worker processes or
-a Ray cluster, alone or as sweeps."""
+"""Runs: a correction job (load, fit, measure, correct, measure, export) executed in the background, persisted in
+the workspace's SQLite run store, on local worker processes or a Ray cluster, alone or as sweeps."""
 
-from backend.runs.executor import LocalExecutor, RayExecutor, pid_alive
-from backend.runs.store import FINAL_STATUSES, RUN_STATUSES, RunRecord, RunStore
+from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
+from backend.runs.executor import LocalExecutor, RayExecutor
+from backend.runs.export import annotation_hash, export_corrected
+from backend.runs.job import CorrectionJob, method_config_from, run_correction_job
+from backend.runs.store import FINAL_STATUSES, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
 from backend.runs.sweep import pareto_front, submit_sweep, sweep_summary
 
 __all__ = [
+    "CorrectionJob",
     "FINAL_STATUSES",
     "LocalExecutor",
+    "MAX_CPU_JOBS_ENV",
     "RUN_STATUSES",
     "RayExecutor",
     "RunRecord",
     "RunStore",
+    "STALE_SECONDS",
+    "annotation_hash",
+    "export_corrected",
+    "method_config_from",
     "pareto_front",
     "pid_alive",
+    "run_correction_job",
     "submit_sweep",
     "sweep_summary",
 ]

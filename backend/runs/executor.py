@@ -9,38 +9,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
-from backend.correction.pipeline import CorrectionJob
 from backend.device import resolve_device
 from backend.errors import ConfigError
+from backend.runs.dispatch import dispatch, pid_alive
+from backend.runs.dispatch import max_cpu_jobs as default_max_cpu_jobs
+from backend.runs.job import CorrectionJob
 from backend.runs.store import FINAL_STATUSES, RunRecord, RunStore
+from backend.runs.worker import execute_run
 
-__all__ = ["MAX_CPU_JOBS_ENV", "LocalExecutor", "RayExecutor", "pid_alive"]
+__all__ = ["LocalExecutor", "RayExecutor"]
 
-MAX_CPU_JOBS_ENV = "CLARC_MAX_CPU_JOBS"
 _ROOT = Path(__file__).resolve().parents[2]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class _Executor:
@@ -79,7 +63,7 @@ class LocalExecutor(_Executor):
     """Worker processes on this machine."""
 
     def __init__(self, workspace=None, max_cpu_jobs: int | None = None) -> None:
-        self.max_cpu_jobs = max_cpu_jobs or int(os.environ.get(MAX_CPU_JOBS_ENV, "1"))
+        self.max_cpu_jobs = max_cpu_jobs or default_max_cpu_jobs()
         if self.max_cpu_jobs < 1:
             raise ConfigError("max_cpu_jobs must be at least 1")
         super().__init__(workspace)
@@ -98,50 +82,10 @@ class LocalExecutor(_Executor):
 
     def dispatch(self) -> list[str]:
         """Start queued runs while there is room: one per GPU, `max_cpu_jobs` on the CPU."""
-        started = []
-        limits = {"cpu": self.max_cpu_jobs, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0}
-        for device, limit in limits.items():
-            while limit and (claimed := self.store.claim_next(device, limit)):
-                run_id, slot = claimed
-                self._spawn(run_id, device, slot)
-                started.append(run_id)
-        return started
-
-    def _spawn(self, run_id: str, device: str, slot: int) -> None:
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")])),
-            **{MAX_CPU_JOBS_ENV: str(self.max_cpu_jobs)},
-        )
-        if device == "cuda":
-            env["CUDA_VISIBLE_DEVICES"] = str(slot)
-        log = open(self.store.run_dir(run_id) / "worker.log", "ab")
-        try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "backend.runs.worker",
-                    "--workspace",
-                    str(self.store.workspace),
-                    "--run-id",
-                    run_id,
-                ],
-                cwd=_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        self.store.set_fields(run_id, pid=process.pid)
+        return dispatch(self.store, self.max_cpu_jobs)
 
 
 def _ray_task(workspace: str, run_id: str) -> str:
-    from backend.runs.worker import execute_run
-
     return execute_run(workspace, run_id)
 
 

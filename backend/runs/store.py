@@ -14,14 +14,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.database import connect, create_tables
 from backend.errors import ConfigError
-from backend.workspace import resolve_workspace
+from backend.storage import resolve_workspace
+from backend.storage.database import connect, create_tables
 
-__all__ = ["RUN_STATUSES", "FINAL_STATUSES", "RunRecord", "RunStore"]
+__all__ = ["RUN_STATUSES", "FINAL_STATUSES", "STALE_SECONDS", "RunRecord", "RunStore"]
 
 RUN_STATUSES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+STALE_SECONDS = 15.0  # an active run whose worker has not beaten for this long is presumed dead
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -85,6 +86,10 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"history": list(self.history)}
+
+    def looks_dead(self, now: float, stale_after: float = STALE_SECONDS) -> bool:
+        """Active, but its worker has not beaten for `stale_after` seconds."""
+        return self.status in ("starting", "running") and now - (self.heartbeat or self.created) > stale_after
 
 
 class RunStore:
@@ -225,7 +230,7 @@ class RunStore:
             return "cancelled"
         return self.get(run_id).status
 
-    def mark_dead(self, stale_after: float = 15.0, alive=None) -> list[str]:
+    def mark_dead(self, stale_after: float = STALE_SECONDS, alive=None) -> list[str]:
         """Fail active runs whose worker stopped beating (or whose process is gone, per `alive(pid)`)."""
         now = time.time()
         dead = []
@@ -234,7 +239,7 @@ class RunStore:
                 continue
             silent = now - (record.heartbeat or record.created)
             gone = alive is not None and record.pid is not None and not alive(record.pid)
-            if silent > stale_after or gone:
+            if record.looks_dead(now, stale_after) or gone:
                 reason = (
                     f"worker process {record.pid} is gone"
                     if gone

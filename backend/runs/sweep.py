@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
-from backend.correction.methods import get_method
-from backend.correction.pipeline import CorrectionJob
+from backend.correction import get_method
 from backend.errors import ConfigError
+from backend.runs.job import CorrectionJob
 from backend.runs.store import RunStore
 
 __all__ = ["pareto_front", "submit_sweep", "sweep_summary"]

@@ -11,9 +11,10 @@ import threading
 import time
 import traceback
 
-from backend.correction.loop import CorrectionCancelled
-from backend.correction.pipeline import CorrectionJob, run_correction_job
+from backend.correction import CorrectionCancelled
 from backend.progress import ProgressEvent
+from backend.runs.dispatch import dispatch, max_cpu_jobs, pid_alive
+from backend.runs.job import CorrectionJob, run_correction_job
 from backend.runs.store import FINAL_STATUSES, RunStore
 
 __all__ = ["HEARTBEAT_SECONDS", "execute_run"]
@@ -89,9 +90,9 @@ def main() -> None:
     parser.add_argument("--run-id", required=True)
     args = parser.parse_args()
     execute_run(args.workspace, args.run_id, hard_cancel=True)
-    from backend.runs.executor import LocalExecutor
-
-    LocalExecutor(args.workspace).dispatch()  # start what waited for this worker's slot
+    store = RunStore(args.workspace)
+    store.mark_dead(alive=pid_alive)  # a worker that died frees its slot for the queue
+    dispatch(store, max_cpu_jobs())  # start what waited for this worker's slot
 
 
 if __name__ == "__main__":

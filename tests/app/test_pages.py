@@ -8,11 +8,11 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from backend.annotations import AnnotationStore
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
 from backend.runs import FINAL_STATUSES, RunStore
+from backend.storage import AnnotationStore
 from tests.conftest import ROOT, SMALL_SPEC
 
 APP = str(ROOT / "app" / "main.py")
@@ -89,9 +89,9 @@ def test_every_page_renders_on_the_embedded_default():
     assert at.selectbox(key="concept") is not None
     at.switch_page("correct.py")
     _run(at)
-    assert at.selectbox(key="method").value == "rrclarc"
-    assert at.selectbox(key="label_source").value.startswith("planted artifact")
-    assert at.number_input(key="opt_rrclarc_lam").value == 1e5
+    assert at.selectbox(key="correct_method").value == "rrclarc"
+    assert at.selectbox(key="correct_label_source").value.startswith("planted artifact")
+    assert at.number_input(key="correct_opt_rrclarc_lam").value == 1e5
     assert {"Launch run", "Launch sweep"} <= {b.label for b in at.button}
     at.switch_page("results.py")
     _run(at)
@@ -100,21 +100,21 @@ def test_every_page_renders_on_the_embedded_default():
 def test_grid_filters_sorting_and_view_modes(workspace):
     at = _app(page="explore.py")
     assert at.caption[0].value.startswith("120 of 120 training images match")
-    at.multiselect(key="filter_true").set_value(["melanoma"])
+    at.multiselect(key="explore_filter_true").set_value(["melanoma"])
     _run(at)
     n_melanoma = int(at.caption[0].value.split()[0])
     assert 0 < n_melanoma < 120
-    at.toggle(key="filter_wrong").set_value(True)
+    at.toggle(key="explore_filter_wrong").set_value(True)
     _run(at)
     assert int(at.caption[0].value.split()[0]) < n_melanoma
-    at.toggle(key="filter_wrong").set_value(False)
-    at.multiselect(key="filter_true").set_value([])
+    at.toggle(key="explore_filter_wrong").set_value(False)
+    at.multiselect(key="explore_filter_true").set_value([])
     for sort in ("confidence, lowest first", "heatmap outlier score, highest first", "CAV score, highest first"):
-        at.selectbox(key="sort").set_value(sort)
+        at.selectbox(key="explore_sort").set_value(sort)
         _run(at)
     assert any("Fit a CAV" in i.value for i in at.info)  # no CAV yet: says so and keeps sample order
     for look in ("heatmap", "overlay"):
-        at.segmented_control(key="look").set_value(look)
+        at.segmented_control(key="explore_look").set_value(look)
         _run(at)
         assert len([c for c in at.checkbox if c.label == "select"]) == 24
 
@@ -144,13 +144,13 @@ def test_import_and_export_of_annotations(workspace):
     _run(at)
     ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
     text = f"sample_id,label\n{ids[0]},1\n{ids[1]},clean\nnot_a_sample,1\n{ids[2]},maybe\n{ids[0]},0\n"
-    at.file_uploader(key="annotation_upload").set_value(("labels.csv", text.encode(), "text/csv"))
+    at.file_uploader(key="explore_annotation_upload").set_value(("labels.csv", text.encode(), "text/csv"))
     _run(at)
     _click(at, _button(at, "Import"))
     report = (at.success or at.warning)[0].value
     assert "imported 2" in report and "unknown" in report and "duplicate" in report
     assert _labels(workspace) == {ids[0]: 1, ids[1]: 0}
-    at.file_uploader(key="annotation_upload").set_value(("labels.json", b"{not json", "application/json"))
+    at.file_uploader(key="explore_annotation_upload").set_value(("labels.json", b"{not json", "application/json"))
     _run(at)
     _click(at, _button(at, "Import"))
     assert at.error and "Nothing imported" in at.error[0].value
@@ -170,16 +170,16 @@ def test_fitting_a_cav_and_confirming_suggestions(workspace):
     assert metrics["Kind"] == "pattern" and float(metrics["Separability (AUC)"]) > 0.9
     assert float(metrics["Alignment with the artifact"]) > 0.5
     assert at.success and "beats" in at.success[0].value  # significant against random CAVs
-    suggested = [b for b in at.button if b.key and b.key.startswith("suggest_artifact_")]
+    suggested = [b for b in at.button if b.key and b.key.startswith("concepts_suggest_artifact_")]
     assert len(suggested) == 12
-    sample = suggested[0].key.removeprefix("suggest_artifact_")
+    sample = suggested[0].key.removeprefix("concepts_suggest_artifact_")
     assert sample not in store.labels(dataset_id, CONCEPT)
     _click(at, suggested[0])
     assert store.labels(dataset_id, CONCEPT)[sample] == 1
     assert any("changed since this fit" in i.value for i in at.info)
     at.switch_page("explore.py")
     _run(at)
-    at.selectbox(key="sort").set_value("CAV score, highest first")
+    at.selectbox(key="explore_sort").set_value("CAV score, highest first")
     _run(at)
     assert not any("Fit a CAV" in i.value for i in at.info)
 
@@ -196,8 +196,8 @@ def test_too_few_annotations_explain_what_is_missing(workspace):
 def test_launching_a_run_then_results_and_export(workspace):
     _planted_annotations(workspace)
     at = _app(page="correct.py")
-    assert at.selectbox(key="label_source").value.startswith(f"annotations: {CONCEPT}")
-    at.number_input(key="loop_epochs").set_value(2)
+    assert at.selectbox(key="correct_label_source").value.startswith(f"annotations: {CONCEPT}")
+    at.number_input(key="correct_loop_epochs").set_value(2)
     before = {r.id for r in RunStore(workspace).list()}
     _click(at, _button(at, "Launch run"))
     new = [r for r in RunStore(workspace).list() if r.id not in before]
@@ -208,7 +208,7 @@ def test_launching_a_run_then_results_and_export(workspace):
         time.sleep(1)
     assert record.status == "succeeded", record.error
     _run(at)
-    assert at.selectbox(key="watch_run").value == record.id
+    assert at.selectbox(key="correct_watch_run").value == record.id
     assert any(b.label == "Open results" for b in at.button)
     at.switch_page("results.py")
     _run(at)
@@ -223,13 +223,13 @@ def test_launching_a_run_then_results_and_export(workspace):
 
 def test_uploading_a_checkpoint_checks_its_content(workspace):
     at = _app()
-    at.file_uploader(key="checkpoint_upload").set_value(
+    at.file_uploader(key="setup_upload").set_value(
         ("model.safetensors", DEFAULT_CHECKPOINT.read_bytes(), "application/octet-stream")
     )
     _run(at)
     assert at.text_input(key="checkpoint").value.startswith(str(workspace / "uploads"))
     assert {m.label: m.value for m in at.metric}["Architecture"] == "vgg_compact"
-    at.file_uploader(key="checkpoint_upload").set_value(("model.safetensors", b"<html>not a model", "text/html"))
+    at.file_uploader(key="setup_upload").set_value(("model.safetensors", b"<html>not a model", "text/html"))
     _run(at)
     assert any("neither a safetensors file nor a torch checkpoint" in e.value for e in at.error)
 
@@ -250,28 +250,28 @@ def test_embedding_selection_opens_a_checklist_and_saves_the_kept_samples(worksp
     at = _app(page="explore.py")
     at.segmented_control(key="explore_mode").set_value("Embedding")
     _run(at)
-    assert at.selectbox(key="embed_method").value == "pca" and len(at.get("plotly_chart")) == 1
+    assert at.selectbox(key="explore_embed_method").value == "pca" and len(at.get("plotly_chart")) == 1
     chosen = list(range(10, 16))
     # what the browser sends after a lasso around six points (each point carries its row as customdata)
-    at.session_state["embedding"] = {
+    at.session_state["explore_embedding"] = {
         "selection": {"points": [{"customdata": [i]} for i in chosen], "point_indices": [], "box": [], "lasso": []}
     }
     _run(at)
     assert at.subheader[0].value == "6 selected"
-    at.session_state[f"checklist_{hash(tuple(chosen))}"] = {
+    at.session_state[f"explore_checklist_{hash(tuple(chosen))}"] = {
         "edited_rows": {0: {"keep": False}},  # untick a false positive
         "added_rows": [],
         "deleted_rows": [],
     }
     _run(at)
-    at.text_input(key="checklist_concept").set_value("ruler")
+    at.text_input(key="explore_checklist_concept").set_value("ruler")
     _run(at)
     _click(at, _button(at, "Save 5 as artifact"))
     ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
     stored = AnnotationStore(workspace).labels(open_dataset(SMALL_SPEC, workspace).dataset_id, "ruler")
     assert stored == {ids[i]: 1 for i in chosen[1:]}
     for colour in ("predicted class", "annotation"):
-        at.selectbox(key="embed_colour").set_value(colour)
+        at.selectbox(key="explore_embed_colour").set_value(colour)
         _run(at)
 
 
@@ -298,8 +298,8 @@ def _wait(workspace, run_ids, timeout: float = 240):
 def test_a_sweep_runs_every_lambda_and_results_show_its_trade_off(workspace):
     _planted_annotations(workspace)
     at = _app(page="correct.py")
-    at.number_input(key="loop_epochs").set_value(1)
-    at.text_input(key="sweep_lams").set_value("1e2, 1e5")
+    at.number_input(key="correct_loop_epochs").set_value(1)
+    at.text_input(key="correct_sweep_lams").set_value("1e2, 1e5")
     _run(at)
     before = {r.id for r in RunStore(workspace).list()}
     _click(at, _button(at, "Launch sweep"))
@@ -317,10 +317,10 @@ def test_a_sweep_runs_every_lambda_and_results_show_its_trade_off(workspace):
 def test_cancel_stops_a_running_run(workspace):
     _planted_annotations(workspace)
     at = _app(page="correct.py")
-    at.number_input(key="loop_epochs").set_value(500)
+    at.number_input(key="correct_loop_epochs").set_value(500)
     _run(at)
     _click(at, _button(at, "Launch run"))
-    run_id = at.session_state["watch_run"]
+    run_id = at.session_state["correct_watch_run"]
     deadline = time.time() + 120
     while RunStore(workspace).get(run_id).status != "running" and time.time() < deadline:
         time.sleep(0.2)

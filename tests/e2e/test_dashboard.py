@@ -255,11 +255,11 @@ def screenshot(page, name: str) -> None:
 def test_dashboard_end_to_end(tmp_path):
     from playwright.sync_api import expect
 
-    from backend.annotations import AnnotationStore
     from backend.attribution import view_batch
     from backend.data import open_dataset
     from backend.models import load_checkpoint
     from backend.runs import RunStore
+    from backend.storage import AnnotationStore
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     workspace = tmp_path / "workspace"

@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import torch
 
-from backend.activations import collect_activations
 from backend.attribution import class_heatmaps, view_batch
+from backend.concepts import collect_activations
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
 

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from backend.correction import LoopConfig
-from backend.correction.pipeline import CorrectionJob
+from backend.runs import CorrectionJob
 from tests.conftest import ROOT, SMALL_SPEC
 
 # Keep every Ray socket on the loopback interface (Ray's own switch for single-machine runtimes).

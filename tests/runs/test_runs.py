@@ -8,8 +8,15 @@ import threading
 import time
 
 from backend.correction import LoopConfig
-from backend.correction.pipeline import CorrectionJob, run_correction_job
-from backend.runs import LocalExecutor, RunStore, pareto_front, submit_sweep, sweep_summary
+from backend.runs import (
+    CorrectionJob,
+    LocalExecutor,
+    RunStore,
+    pareto_front,
+    run_correction_job,
+    submit_sweep,
+    sweep_summary,
+)
 from tests.conftest import SMALL_SPEC, run_backend
 
 

@@ -1,0 +1,46 @@
+"""Attribution: LRP heatmaps (class and concept-conditional), the heatmap cache, heatmap outlier scores, artifact
+masks with R_bias, and rendering of heatmaps as pictures."""
+
+from backend.attribution.heatmap_cache import cached_heatmaps
+from backend.attribution.lrp import (
+    AttributionMethod,
+    CompositeName,
+    Heatmaps,
+    attribution_method,
+    check_images,
+    class_heatmaps,
+    concept_heatmaps,
+    lrp_context,
+    view_batch,
+)
+from backend.attribution.masks import MaskConfig, heatmap_masks, iou, pointing_game, r_bias, tune_mask_config
+from backend.attribution.outliers import heatmap_features, heatmap_outlier_scores, split_outlier_scores
+from backend.attribution.rendering import heatmap_colors, heatmap_rgba, image_grid, overlay, side_by_side_png, to_png
+
+__all__ = [
+    "AttributionMethod",
+    "CompositeName",
+    "Heatmaps",
+    "MaskConfig",
+    "attribution_method",
+    "cached_heatmaps",
+    "check_images",
+    "class_heatmaps",
+    "concept_heatmaps",
+    "heatmap_colors",
+    "heatmap_features",
+    "heatmap_masks",
+    "heatmap_outlier_scores",
+    "heatmap_rgba",
+    "image_grid",
+    "iou",
+    "lrp_context",
+    "overlay",
+    "pointing_game",
+    "r_bias",
+    "side_by_side_png",
+    "split_outlier_scores",
+    "to_png",
+    "tune_mask_config",
+    "view_batch",
+]

@@ -1,0 +1,182 @@
+"""LRP heatmaps with zennit: class heatmaps and concept-conditional heatmaps ("where in this image is the artifact").
+
+Rules: class heatmaps use the EpsilonPlusFlat composite (flat rule on the first layer, z+ on convolutions, epsilon on
+dense layers); concept heatmaps default to EpsilonAlpha2Beta1 (alpha-beta on convolutions), whose signed relevance
+marks counter-evidence negative and so localises an artifact more tightly. Both run on the model canonized for its
+architecture (batch norm merged, residual sums explicit). Architectures registered without canonizers fall back to
+gradient x input, a documented, weaker attribution. Composites and canonizers live only inside
+`lrp_context`: every hook is removed afterwards, also on error, and the model computes the same outputs as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+from zennit.composites import EpsilonAlpha2Beta1, EpsilonPlusFlat
+
+from backend.data.views import SplitView
+from backend.errors import ConfigError
+from backend.models import LoadedModel, capture_layer, eval_mode, get_architecture
+
+__all__ = [
+    "AttributionMethod",
+    "CompositeName",
+    "Heatmaps",
+    "lrp_context",
+    "attribution_method",
+    "check_images",
+    "class_heatmaps",
+    "concept_heatmaps",
+    "view_batch",
+]
+
+AttributionMethod = Literal["lrp", "gradient_x_input"]
+CompositeName = Literal["epsilon_plus_flat", "epsilon_alpha2_beta1"]
+_COMPOSITES = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_alpha2_beta1": EpsilonAlpha2Beta1}
+Target = Literal["predicted", "true"] | int | Sequence[int] | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Heatmaps:
+    """Input relevance (N, 3, H, W) of each sample for its target class, with the logits (N, C) and targets (N,)."""
+
+    relevance: torch.Tensor
+    logits: torch.Tensor
+    targets: torch.Tensor
+    method: str
+
+    @property
+    def maps(self) -> np.ndarray:
+        """Per-pixel relevance (N, H, W): the sum over colour channels."""
+        return self.relevance.sum(dim=1).numpy()
+
+
+def attribution_method(model: LoadedModel) -> AttributionMethod:
+    """LRP where the architecture has canonizers, gradient x input otherwise."""
+    return "lrp" if get_architecture(model.meta.arch).canonizers is not None else "gradient_x_input"
+
+
+@contextmanager
+def lrp_context(model: LoadedModel, composite: str = "epsilon_plus_flat") -> Iterator[nn.Module]:
+    """The model with LRP rules and canonizers applied, in eval mode; all of it is undone on exit."""
+    if composite not in _COMPOSITES:
+        raise ConfigError(f"unknown composite {composite!r}; choose one of {', '.join(_COMPOSITES)}")
+    make_canonizers = get_architecture(model.meta.arch).canonizers
+    with eval_mode(model.module) as module:
+        if make_canonizers is None:
+            yield module
+        else:
+            with _COMPOSITES[composite](canonizers=make_canonizers()).context(module) as modified:
+                yield modified
+
+
+def check_images(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
+    """Refuse a batch the model cannot take: it must be (N, 3, S, S) with S the model's input size."""
+    size = model.meta.input_size
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise ConfigError(f"heatmaps need a batch of images (N, 3, {size}, {size}); got {shape}")
+    if images.shape[1] != 3:
+        raise ConfigError(f"images must have 3 colour channels, got {images.shape[1]}")
+    if tuple(images.shape[2:]) != (size, size):
+        raise ConfigError(f"the model takes {size}x{size} images, got {images.shape[2]}x{images.shape[3]}")
+    if not torch.isfinite(images).all():
+        raise ConfigError("images contain NaN or infinite values")
+    return images
+
+
+def _targets(target: Target, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    n, classes = logits.shape
+    if isinstance(target, str):
+        if target == "predicted":
+            return logits.argmax(dim=1)
+        if target == "true":
+            if labels is None:
+                raise ConfigError("target 'true' needs the samples' labels")
+            chosen = torch.as_tensor(labels, dtype=torch.long)
+        else:
+            raise ConfigError(f"unknown target {target!r}; use 'predicted', 'true' or class indices")
+    elif isinstance(target, int):
+        chosen = torch.full((n,), target, dtype=torch.long)
+    else:
+        chosen = torch.as_tensor(target, dtype=torch.long).flatten()
+    if chosen.shape != (n,):
+        raise ConfigError(f"need one target per image: {n} images, {chosen.numel()} targets")
+    if (chosen < 0).any() or (chosen >= classes).any():
+        raise ConfigError(f"target class out of range: the model has classes 0..{classes - 1}, got {chosen.tolist()}")
+    return chosen.to(logits.device)
+
+
+def class_heatmaps(
+    model: LoadedModel,
+    images: torch.Tensor,
+    target: Target = "predicted",
+    labels: torch.Tensor | None = None,
+    method: AttributionMethod | None = None,
+) -> Heatmaps:
+    """Input relevance for each image's target class (the predicted one, the true one, or given indices).
+    Relevance starts as the target logit, so an LRP heatmap sums to about that logit. `method` defaults to LRP
+    where the architecture supports it; `gradient_x_input` can also be asked for."""
+    images = check_images(model, images)
+    device = next(model.module.parameters()).device
+    x = images.to(device).detach().requires_grad_(True)
+    method = method or attribution_method(model)
+    if method not in ("lrp", "gradient_x_input"):
+        raise ConfigError(f"unknown attribution method {method!r}; use 'lrp' or 'gradient_x_input'")
+    if method == "lrp" and attribution_method(model) != "lrp":
+        raise ConfigError(f"{model.meta.arch} has no LRP canonizers; use method 'gradient_x_input'")
+    with lrp_context(model) if method == "lrp" else eval_mode(model.module) as module:
+        logits = module(x)
+        targets = _targets(target, logits.detach(), labels)
+        start = torch.zeros_like(logits)
+        start[torch.arange(len(x)), targets] = 1.0
+        if method == "lrp":
+            start = start * logits.detach()
+        (grad,) = torch.autograd.grad(logits, x, grad_outputs=start)
+    relevance = grad if method == "lrp" else grad * x.detach()
+    return Heatmaps(
+        relevance=relevance.detach().cpu(), logits=logits.detach().cpu(), targets=targets.cpu(), method=method
+    )
+
+
+def concept_heatmaps(
+    model: LoadedModel,
+    images: torch.Tensor,
+    cav: np.ndarray,
+    layer: str,
+    composite: CompositeName = "epsilon_alpha2_beta1",
+) -> np.ndarray:
+    """Where in each image the concept is, (N, H, W): relevance starts at `layer` as the positive activations
+    weighted by the CAV, a⁺ · h per channel and position, and is propagated to the input."""
+    images = check_images(model, images)
+    device = next(model.module.parameters()).device
+    h = torch.as_tensor(np.asarray(cav), dtype=torch.float32, device=device)
+    x = images.to(device).detach().requires_grad_(True)
+    method = attribution_method(model)
+    with lrp_context(model, composite) as module, capture_layer(module, layer) as captured:
+        module(x)
+        acts = captured[0]
+        if acts.ndim < 2 or acts.shape[1] != h.shape[0]:
+            raise ConfigError(
+                f"a CAV of {h.shape[0]} channels does not fit layer {layer} of shape {tuple(acts.shape[1:])}"
+            )
+        weights = h.view(1, -1, *([1] * (acts.ndim - 2)))
+        start = acts.detach().clamp(min=0) * weights
+        (grad,) = torch.autograd.grad(acts, x, grad_outputs=start)
+    relevance = grad if method == "lrp" else grad * x.detach()
+    return relevance.detach().sum(dim=1).cpu().numpy()
+
+
+def view_batch(view: SplitView, indices: Sequence[int], model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `indices` of a view as one normalised batch (N, 3, H, W) for `model`, with their labels."""
+    view = view.with_normalization(model.meta.normalization)
+    items = [view[i] for i in indices]
+    if not items:
+        raise ConfigError("no samples selected")
+    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])

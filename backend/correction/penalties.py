@@ -1,0 +1,49 @@
+"""The penalty math of RR-ClArC as pure tensor functions: the scalar whose gradient must not follow the CAV, and the
+aggregation of its directional derivatives over positions."""
+
+from __future__ import annotations
+
+import torch
+
+from backend.errors import ConfigError
+
+__all__ = ["directional_penalty", "gradient_target"]
+
+
+def gradient_target(
+    logits: torch.Tensor,
+    target: str,
+    labels: torch.Tensor,
+    generator: torch.Generator | None = None,
+    class_index: int | None = None,
+) -> torch.Tensor:
+    """The scalar whose gradient RR-ClArC makes orthogonal to the CAV (summed over the batch)."""
+    if class_index is not None:
+        return logits[:, class_index].sum()
+    if target == "max_logit":
+        return logits.max(dim=1).values.sum()
+    if target == "target_logit":
+        return logits.gather(1, labels.view(-1, 1)).sum()
+    if target == "all_logits":
+        return logits.sum()
+    if target == "all_logits_random":  # one random class per sample: an unbiased estimate of penalising every logit
+        picks = torch.randint(logits.shape[1], (len(logits), 1), generator=generator).to(logits.device)
+        return logits.gather(1, picks).sum()
+    if target == "logprobs":
+        return torch.log_softmax(logits, dim=1).sum()
+    raise ConfigError(f"unknown gradient target {target!r}")
+
+
+def directional_penalty(grad: torch.Tensor, h: torch.Tensor, aggregation: str) -> torch.Tensor:
+    """Aggregate the directional derivative g(p)·h of a layer gradient (N, C, ...) along a CAV (C,) at every spatial
+    position: `l1` mean |g·h|, `l2` mean (g·h)², `cosine` mean |cos(g(p), h)| (scale-free)."""
+    shape = (1, -1) + (1,) * (grad.ndim - 2)
+    dd = (grad * h.view(shape)).sum(dim=1)
+    if aggregation == "l1":
+        return dd.abs().mean()
+    if aggregation == "l2":
+        return dd.pow(2).mean()
+    if aggregation == "cosine":
+        norms = grad.norm(dim=1) * h.norm()
+        return (dd.abs() / norms.clamp_min(1e-12)).mean()
+    raise ConfigError(f"unknown aggregation {aggregation!r}")
