@@ -1,5 +1,5 @@
 """What Explore and Concepts share about annotations: the active concept, writing labels (with feedback and
-undo) and the scores of the CAV last fitted for a concept in this session."""
+undo) and the scores of the concept's CAV (fitted in this session, else saved)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app.context import Context
-from app.resources import activations, annotation_store
+from app.resources import EXPLORE_SPLIT, activations, annotation_store, cav_library
 from backend.concepts import Cav
 from backend.errors import ClarcError
 from components.sample_grid import LABEL_NAMES
@@ -108,14 +108,18 @@ def remember_cav(context: Context, concept: str, cav: Cav) -> None:
 
 
 def fitted_cav(context: Context, concept: str) -> Cav | None:
-    """The CAV last fitted for `concept` in this session with this model and dataset."""
-    return st.session_state.get("cavs", {}).get(_fit_key(context, concept))
+    """The CAV last fitted for `concept` in this session with this model and dataset, else the newest CAV saved for
+    it (so a reload keeps the scores)."""
+    cav = st.session_state.get("cavs", {}).get(_fit_key(context, concept))
+    if cav is not None:
+        return cav
+    saved = [c for c in cav_library().list(dataset_id=context.dataset_id, model=context.model) if c.concept == concept]
+    return saved[0].load() if saved else None
 
 
-def cav_scores_for(context: Context, concept: str) -> np.ndarray | None:
-    """Scores of every training sample along the concept's fitted CAV, or None when none was fitted."""
+def cav_scores_for(context: Context, concept: str, split: str = EXPLORE_SPLIT) -> np.ndarray | None:
+    """Scores of every sample of a split along the concept's CAV, or None when none was fitted or saved."""
     cav = fitted_cav(context, concept)
     if cav is None:
         return None
-    values = activations(context.model, context.dataset, cav.layer, cav.pooling)
-    return cav.scores(values)
+    return cav.scores(activations(context.model, context.dataset, cav.layer, cav.pooling, split))

@@ -4,13 +4,32 @@ This page's session keys start with `concepts_`."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app.annotating import apply_labels, cav_scores_for, concept_picker, remember_cav
 from app.context import Context, current_context
-from app.resources import EXPLORE_SPLIT, annotation_store, concept_fit, kind_divergence, localization, predictions
-from backend.concepts import CavConfig, ConceptFit, cav_kinds, roc_points, suggest_samples
+from app.resources import (
+    EXPLORE_SPLIT,
+    annotation_store,
+    cav_library,
+    concept_fit,
+    kind_divergence,
+    localization,
+    predictions,
+)
+from backend.concepts import (
+    DEFAULT_POOLING,
+    CavConfig,
+    ConceptFit,
+    cav_kinds,
+    infer_attacked_class,
+    roc_points,
+    suggest_samples,
+)
 from backend.errors import ClarcError
 from backend.options import options_of
 from components.plots import divergence_heatmap, roc_chart, score_histogram
@@ -23,21 +42,41 @@ SIGNIFICANCE_LEVEL = 0.05
 def render() -> None:
     st.title("Concepts")
     context = current_context()
-    state = st.session_state
     concept = concept_picker(context)
     labels = annotation_store().labels(context.dataset_id, concept)
-    n_artifact = sum(labels.values())
-    n_clean = len(labels) - n_artifact
-    st.caption(f"“{concept}”: {n_artifact} artifact and {n_clean} clean samples annotated · layer `{context.layer}`")
-    if min(n_artifact, n_clean) < 2:
+    view = context.dataset.split(EXPLORE_SPLIT)
+    in_train = set(view.sample_ids)
+    n_artifact = sum(1 for sid, y in labels.items() if y == 1 and sid in in_train)
+    st.caption(
+        f"“{concept}”: {n_artifact} training samples annotated as showing it, {len(labels) - n_artifact} other "
+        f"labels · layer `{context.layer}`"
+    )
+    if n_artifact < 2:
         st.info(
-            "A CAV needs at least 2 samples labelled artifact and 2 labelled clean (more give a better direction): "
-            "annotate them on **Explore**."
+            "A CAV needs at least 2 training samples labelled as showing the concept (more give a better "
+            "direction): annotate them on **Explore**. Samples not labelled count as without it."
         )
-        st.stop()
+        _saved_cavs(context, None)
+        return
+    fit = _fit_form(context, concept, labels, view)
+    if fit is not None:
+        _quality(fit)
+        scores = cav_scores_for(context, concept)
+        _separation(context, fit, scores)
+        _compare_kinds(context, concept, st.session_state["concepts_fit_request"], cav_kinds())
+        _localization(context, fit, scores)
+        _suggestions(context, concept, labels, scores)
+    _saved_cavs(context, fit)
+
+
+def _fit_form(context: Context, concept: str, labels: dict[str, int], view) -> ConceptFit | None:
+    """Kind, pooling, scope and attacked class, the Fit button, and the fit it asked for (None before any)."""
+    state = st.session_state
     kinds = cav_kinds()
     kind_option = next(o for o in options_of(CavConfig) if o.name == "kind")
-    k1, k2, k3 = st.columns([2, 1, 1])
+    classes = list(context.dataset.classes)
+    inferred = infer_attacked_class(labels, view)
+    k1, k2, k3, k4, k5 = st.columns([2, 1, 1.3, 1.5, 1], vertical_alignment="bottom")
     kind = k1.selectbox(
         kind_option.label,
         list(kinds),
@@ -46,19 +85,45 @@ def render() -> None:
         format_func=lambda k: f"{k} — {kinds[k]}",
         help=kind_option.help,
     )
+    poolings = ["mean", "max"]
     pooling = k2.selectbox(
         "Pooling",
-        ["max", "mean"],
+        poolings,
+        index=poolings.index(DEFAULT_POOLING),
         key="concepts_pooling",
         persist_state="session",
-        help="how a layer's map becomes one value",
+        help="how a layer's map becomes one value per channel (mean: the default, also what corrections use)",
+    )
+    scope = k3.selectbox(
+        "Samples",
+        ["attacked_class", "all"],
+        key="concepts_scope",
+        persist_state="session",
+        format_func={"attacked_class": "of the attacked class", "all": "of all classes"}.get,
+        help="fit on the samples of the class the artifact is tied to (the seed's default: the CAV then follows the "
+        "artifact, not the class) or on all samples; samples not labelled count as without the concept",
+    )
+    attacked = k4.selectbox(
+        "Attacked class",
+        classes,
+        index=classes.index(inferred),
+        key=f"concepts_attacked_class_{concept}",
+        format_func=lambda c: f"{c} (inferred)" if c == inferred else c,
+        help="the class the artifact is tied to: inferred as the class of most annotated samples; override it here",
     )
     pairs = tuple(sorted(labels.items()))
-    if k3.button("Fit CAV", type="primary", icon=":material/model_training:"):
-        state["concepts_fit_request"] = {"concept": concept, "kind": kind, "pooling": pooling, "labels": pairs}
+    if k5.button("Fit CAV", type="primary", icon=":material/model_training:"):
+        state["concepts_fit_request"] = {
+            "concept": concept,
+            "kind": kind,
+            "pooling": pooling,
+            "scope": scope,
+            "attacked_class": attacked,
+            "labels": pairs,
+        }
     request = state.get("concepts_fit_request")
     if not request or request["concept"] != concept:
-        st.stop()
+        return None
     try:
         fit = concept_fit(
             context.model,
@@ -66,21 +131,18 @@ def render() -> None:
             context.layer,
             request["pooling"],
             request["kind"],
+            request["scope"],
+            request["attacked_class"],
             concept,
             request["labels"],
         )
     except ClarcError as exc:
         st.error(f"Cannot fit the CAV: {exc}")
-        st.stop()
+        return None
     remember_cav(context, concept, fit.cav)
     if request["labels"] != pairs:
         st.info("The annotations changed since this fit; press **Fit CAV** to refit.")
-    _quality(fit)
-    scores = cav_scores_for(context, concept)
-    _separation(context, request, scores, fit)
-    _compare_kinds(context, concept, request, kinds)
-    _localization(context, fit, scores)
-    _suggestions(context, concept, labels, scores)
+    return fit
 
 
 def _quality(fit: ConceptFit) -> None:
@@ -108,11 +170,13 @@ def _quality(fit: ConceptFit) -> None:
         st.success(f"Held-out AUC {sig.score:.3f} beats {len(sig.null)} CAVs of random splits (p = {sig.p_value:.3f}).")
 
 
-def _separation(context: Context, request: dict, scores: np.ndarray, fit: ConceptFit) -> None:
+def _separation(context: Context, fit: ConceptFit, scores: np.ndarray) -> None:
+    """Score distributions and ROC of the samples the CAV was fitted on: with the concept vs without."""
     view = context.dataset.split(EXPLORE_SPLIT)
     position = {sid: i for i, sid in enumerate(view.sample_ids)}
-    rows = np.array([position[sid] for sid, _ in request["labels"]])
-    y = np.array([value for _, value in request["labels"]])
+    rows = np.array([position[sid] for sid in fit.cav.sample_ids])
+    marked = set(fit.cav.concept_ids)
+    y = np.array([int(sid in marked) for sid in fit.cav.sample_ids])
     left, right = st.columns(2)
     left.plotly_chart(score_histogram(scores[rows], y), key="concepts_score_histogram")
     fpr, tpr = roc_points(scores[rows], y)
@@ -124,12 +188,12 @@ def _compare_kinds(context: Context, concept: str, request: dict, kinds: dict[st
         st.caption(
             "Cosine similarity between CAVs of every kind fitted on these annotations: filter CAVs often diverge."
         )
-        wanted = (concept, request["pooling"], request["labels"])
+        wanted = (concept, request["pooling"], request["scope"], request["attacked_class"], request["labels"])
         if st.button("Fit every kind and compare", key="concepts_compare_button"):
             st.session_state["concepts_compared"] = wanted
         if st.session_state.get("concepts_compared") == wanted:
             similarity = kind_divergence(
-                context.model, context.dataset, context.layer, request["pooling"], tuple(kinds), request["labels"]
+                context.model, context.dataset, context.layer, *wanted[1:4], tuple(kinds), request["labels"]
             )
             st.plotly_chart(divergence_heatmap(similarity), key="concepts_divergence")
 
@@ -164,6 +228,88 @@ def _suggestions(context: Context, concept: str, labels: dict[str, int], scores:
         key="concepts_suggest",
         on_label=lambda sid, value: apply_labels(context, concept, {sid: value}),
         selectable=False,
+    )
+
+
+def _saved_cavs(context: Context, fit: ConceptFit | None) -> None:
+    """Save the fitted CAV under a name; list, rename, delete, export and import the saved ones."""
+    st.subheader("Saved CAVs")
+    st.caption(
+        "A saved CAV is what **Correct** corrects along; it is kept in the workspace for this model and dataset."
+    )
+    library = cav_library()
+    owner = dict(dataset_id=context.dataset_id, model=context.model)
+    if fit is not None:
+        s1, s2 = st.columns([3, 1], vertical_alignment="bottom")
+        name = s1.text_input("Name", value=fit.cav.concept, key="concepts_save_name", help="e.g. ruler, v2")
+        if s2.button("Save CAV", icon=":material/save:", key="concepts_save"):
+            try:
+                saved = library.save(fit, name, **owner)
+            except ClarcError as exc:
+                st.error(f"Not saved: {exc}")
+            else:
+                st.toast(f"Saved the CAV as “{saved.name}”", icon=":material/save:")
+    records = library.list(**owner)
+    if records:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "name": r.name,
+                        "concept": r.concept,
+                        "layer": r.layer,
+                        "kind": r.kind,
+                        "pooling": r.pooling,
+                        "samples": "attacked class" if r.scope == "attacked_class" else "all classes",
+                        "attacked class": r.attacked_class,
+                        "with concept": r.n_concept,
+                        "AUC": r.quality.get("train_auc"),
+                        "saved": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)),
+                    }
+                    for r in records
+                ]
+            ),
+            hide_index=True,
+            key="concepts_saved_table",
+        )
+        _manage_saved(library, records)
+    else:
+        st.caption("No CAV saved yet.")
+    upload = st.file_uploader("Import a CAV file (.json)", type=["json"], key="concepts_import")
+    if upload is not None and st.button("Import CAV", icon=":material/upload:", key="concepts_import_button"):
+        try:
+            saved = library.import_bytes(upload.getvalue(), **owner)
+        except ClarcError as exc:
+            st.error(f"Not imported: {exc}")
+        else:
+            st.toast(f"Imported the CAV as “{saved.name}”", icon=":material/upload:")
+            st.rerun()
+
+
+def _manage_saved(library, records) -> None:
+    by_id = {r.id: r for r in records}
+    m1, m2, m3, m4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+    chosen = m1.selectbox("Saved CAV", list(by_id), key="concepts_saved", format_func=lambda i: by_id[i].name)
+    record = by_id[chosen]
+    new_name = m2.text_input("New name", value=record.name, key=f"concepts_rename_{chosen}")
+    if m3.button("Rename", key="concepts_rename_button", disabled=new_name.strip() == record.name):
+        try:
+            library.rename(chosen, new_name)
+        except ClarcError as exc:
+            st.error(f"Not renamed: {exc}")
+        else:
+            st.rerun()
+    if m4.button("Delete", key="concepts_delete_button", icon=":material/delete:"):
+        library.delete(chosen)
+        st.toast(f"Deleted “{record.name}”", icon=":material/delete:")
+        st.rerun()
+    st.download_button(
+        "Export as a file",
+        library.export(chosen),
+        file_name=f"cav-{record.name}.json",
+        mime="application/json",
+        icon=":material/download:",
+        key="concepts_export",
     )
 
 

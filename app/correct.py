@@ -12,15 +12,19 @@ import streamlit as st
 import torch
 
 from app.context import Context, current_context
-from app.resources import annotation_store, executor
+from app.resources import annotation_store, cav_library, executor
 from backend.concepts import cav_kinds, write_concept_labels
 from backend.correction import LoopConfig, get_method, method_names
 from backend.errors import ClarcError
-from backend.runs import FINAL_STATUSES, CorrectionJob, submit_sweep
+from backend.evaluation import AttackConfig
+from backend.runs import FINAL_STATUSES, CorrectionJob, run_name, submit_sweep
 from components.config_form import config_inputs
 from components.plots import loss_chart
 
 PLANTED = "planted artifact (benchmark ground truth)"
+
+
+FIT = "fit"  # the CAV choice "fit one from annotations when the run starts"
 
 
 def render() -> None:
@@ -29,52 +33,84 @@ def render() -> None:
     sources = {
         f"annotations: {c.name} ({c.n_artifact} artifact, {c.n_clean} clean)": c.name
         for c in annotation_store().concepts(context.dataset_id)
-        if c.n_artifact >= 2 and c.n_clean >= 2
+        if c.n_artifact >= 2
     }
     if context.dataset.planting is not None:
         sources[PLANTED] = None
-    if not sources:
-        st.info("Annotate at least 2 artifact and 2 clean samples of a concept on **Explore** first.")
+    saved = {c.id: c for c in cav_library().list(dataset_id=context.dataset_id, model=context.model)}
+    if not sources and not saved:
+        st.info(
+            "Annotate at least 2 training samples that show an artifact on **Explore**, or save a CAV on **Concepts**."
+        )
         st.stop()
-    job, method = _job_form(context, sources)
+    job, method = _job_form(context, sources, saved)
     _launchers(job, method)
     st.divider()
     active = any(r.status not in FINAL_STATUSES for r in executor().store.list())
     st.fragment(run_every=1.0 if active else None)(_run_monitor)(active)
 
 
-def _job_form(context: Context, sources: dict[str, str | None]):
-    """The concept, method, CAV kind and every knob; returns a function that builds the job, and the method."""
-    s1, s2, s3 = st.columns([3, 2, 1])
-    source = s1.selectbox(
-        "Concept labels",
-        list(sources),
-        key="correct_label_source",
-        help="the samples the CAV is fitted on and that mark artifacts",
+def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
+    """The CAV, method and every knob; returns a function that builds the job, and the method."""
+    choices = list(saved) + ([FIT] if sources else [])
+    c1, c2 = st.columns([3, 2])
+    choice = c1.selectbox(
+        "CAV",
+        choices,
+        key="correct_cav",
+        format_func=lambda c: "fit one from annotations when the run starts" if c == FIT else _describe(saved[c]),
+        help="a CAV saved on Concepts (what you inspected there) or one fitted for the run with the same defaults",
     )
     methods = method_names()
-    method = s2.selectbox(
+    method = c2.selectbox(
         "Method",
         methods,
         index=methods.index("rrclarc"),
         key="correct_method",
         format_func=lambda m: f"{m} — {get_method(m).description}",
     )
-    cav_kind = s3.selectbox("CAV kind", list(cav_kinds()), key="correct_cav_kind")
+    classes = list(context.dataset.classes)
+    s1, s2, s3 = st.columns([3, 1, 2])
+    if choice == FIT:
+        source = s1.selectbox(
+            "Concept labels",
+            list(sources),
+            key="correct_label_source",
+            help="the training samples that show the artifact (the CAV is fitted on them)",
+        )
+        concept, cav_kind = sources[source], s2.selectbox("CAV kind", list(cav_kinds()), key="correct_cav_kind")
+    else:
+        concept, cav_kind = saved[choice].concept, saved[choice].kind
+        s1.caption(f"Annotations of “{concept}” mark the artifact's training and test samples, where there are any.")
+    default_class = saved[choice].attacked_class if choice != FIT else None
+    attacked = s3.selectbox(
+        "Attacked class",
+        [None, *classes],
+        key="correct_attacked_class",
+        format_func=lambda c: c or (f"the CAV's ({default_class})" if default_class else "inferred from the labels"),
+        help="the class the artifact is tied to (TCAV follows its logit)",
+    )
     st.markdown("**Method**")
     options = config_inputs(get_method(method).config, key=f"correct_opt_{method}")
     if not options:
         st.caption("No knobs: this method needs no training.")
     with st.expander("Training loop", expanded=False):
         loop_values = config_inputs(LoopConfig, key="correct_loop")
+    with st.expander("Attacked test images", expanded=False):
+        st.caption(
+            "How the accuracy with the artifact is measured: the planted artifact on the benchmark; on your own data "
+            "the artifact cut from the annotated training images and pasted into every test image, or your own "
+            "attacked copy of the test images."
+        )
+        attack_values = config_inputs(AttackConfig, key="correct_attack", columns=2)
     if loop_values.get("device") == "cuda" and not torch.cuda.is_available():
         st.warning("No GPU on this machine: the run would fail; choose auto or cpu.")
 
+    state = st.session_state
+    state["correct_concept"] = concept
+
     def job() -> CorrectionJob:
-        concept = sources[source]
-        labels = None
-        if concept is not None:
-            labels = str(write_concept_labels(annotation_store().labels(context.dataset_id, concept)))
+        labels = annotation_store().labels(context.dataset_id, concept) if concept else {}
         return CorrectionJob(
             out="pending",
             checkpoint=str(context.model.path),
@@ -82,12 +118,23 @@ def _job_form(context: Context, sources: dict[str, str | None]):
             method=method,
             method_options=options,
             loop=LoopConfig(**loop_values),
+            cav=None if choice == FIT else choice,
             layer=context.layer,
             cav_kind=cav_kind,
-            labels=labels,
+            attacked_class=attacked,
+            labels=str(write_concept_labels(labels)) if labels else None,
+            attack=AttackConfig(**attack_values),
         )
 
     return job, method
+
+
+def _describe(record) -> str:
+    scope = "attacked class" if record.scope == "attacked_class" else "all classes"
+    return (
+        f"{record.name} · {record.concept} · {record.kind} in {record.layer} ({record.pooling}) · samples of the "
+        f"{scope} · {record.attacked_class}"
+    )
 
 
 def _launchers(job, method: str) -> None:
@@ -96,7 +143,7 @@ def _launchers(job, method: str) -> None:
     if b1.button("Launch run", type="primary", icon=":material/play_arrow:"):
         try:
             built = job()
-            run_id = executor().submit(built, name=f"{method} {built.cav_kind}")
+            run_id = executor().submit(built, name=run_name(built, state.get("correct_concept")))
         except ClarcError as exc:
             st.error(f"Not launched: {exc}")
         else:
@@ -113,7 +160,7 @@ def _launchers(job, method: str) -> None:
     if b3.button("Launch sweep", icon=":material/stacked_line_chart:", disabled=not takes_lam):
         try:
             lams = [float(v) for v in lams_text.replace(";", ",").split(",") if v.strip()]
-            sweep_id, run_ids = submit_sweep(executor(), job(), lams)
+            sweep_id, run_ids = submit_sweep(executor(), job(), lams, concept=state.get("correct_concept"))
         except ValueError:
             st.error(f"Not launched: {lams_text!r} is not a comma-separated list of numbers")
         except ClarcError as exc:

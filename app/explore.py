@@ -13,7 +13,7 @@ import streamlit as st
 from app.annotating import apply_labels, cav_scores_for, concept_picker, label_columns, undo_last
 from app.context import Context, current_context
 from app.resources import EXPLORE_SPLIT, annotation_store, embedding, heatmaps, outlier_scores, predictions
-from backend.data import SplitView
+from backend.data import SPLITS, SplitView
 from backend.errors import ClarcError
 from backend.evaluation import Predictions
 from components.plots import embedding_scatter, selected_rows
@@ -67,19 +67,31 @@ class _Page:
 def render() -> None:
     st.title("Explore and annotate")
     context = current_context()
+    split = (
+        st.segmented_control(
+            "Split",
+            list(SPLITS),
+            default=EXPLORE_SPLIT,
+            key="explore_split",
+            persist_state="session",
+            help="CAVs are fitted on training images; artifacts annotated in the test split give the accuracy with and "
+            "without them after a correction",
+        )
+        or EXPLORE_SPLIT
+    )
     try:
-        preds = predictions(context.model, context.dataset)
+        preds = predictions(context.model, context.dataset, split)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
     concept = concept_picker(context)
     page = _Page(
         context=context,
-        view=context.dataset.split(EXPLORE_SPLIT),
+        view=context.dataset.split(split),
         preds=preds,
         concept=concept,
         all_labels=annotation_store().all_labels(context.dataset_id),
-        cav_scores=cav_scores_for(context, concept),
+        cav_scores=cav_scores_for(context, concept, split),
     )
     mode = (
         st.segmented_control(
@@ -179,7 +191,7 @@ def _grid_order(page: _Page, filters: _Filters) -> np.ndarray:
         st.info(f"Fit a CAV for “{page.concept}” on **Concepts** to sort by its score; showing sample order.")
         key = None
     if key == "outlier":
-        scores = outlier_scores(page.context.model, page.context.dataset)
+        scores = outlier_scores(page.context.model, page.context.dataset, page.view.split)
         order = order[np.argsort(-scores[order], kind="stable")]
     elif key == "cav":
         order = order[np.argsort(-page.cav_scores[order], kind="stable")]
@@ -194,13 +206,15 @@ def _grid(page: _Page) -> None:
     filters, look = _filter_row(page.classes)
     order = _grid_order(page, filters)
     n_pages = max(1, -(-len(order) // PAGE_SIZE))
-    st.caption(f"{len(order)} of {len(view)} training images match · {len(page.labels)} labelled for “{page.concept}”")
+    images = "training images" if view.split == "train" else f"{view.split} images"
+    st.caption(f"{len(order)} of {len(view)} {images} match · {len(page.labels)} labelled for “{page.concept}”")
     if not len(order):
         st.warning("No image matches these filters.")
         st.stop()
     number = st.pagination(n_pages, key="explore_grid_page", max_visible_pages=9)
     shown = order[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
-    maps = heatmaps(context.model, context.dataset, tuple(int(i) for i in shown)) if look != "input" else None
+    shown_ids = tuple(int(i) for i in shown)
+    maps = heatmaps(context.model, context.dataset, shown_ids, view.split) if look != "input" else None
     page_ids = [view.sample_ids[i] for i in shown]
 
     bar = st.container(horizontal=True)
@@ -247,7 +261,7 @@ def _embedding(page: _Page) -> None:
     colour_options = ["class", "predicted class", "annotation"] + (["CAV score"] if page.cav_scores is not None else [])
     colour = e3.selectbox("Colour by", colour_options, key="explore_embed_colour", persist_state="session")
     try:
-        points = embedding(context.model, context.dataset, context.layer, source, method)
+        points = embedding(context.model, context.dataset, context.layer, source, method, view.split)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
@@ -342,7 +356,7 @@ def _import_export(page: _Page) -> None:
                 context.dataset_id,
                 upload.getvalue().decode("utf-8-sig"),
                 fmt,
-                known_ids=page.view.sample_ids,
+                known_ids={sid for split in SPLITS for sid in context.dataset.split(split).sample_ids},
                 concept=page.concept,
             )
         except (ClarcError, UnicodeDecodeError) as exc:

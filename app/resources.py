@@ -13,17 +13,26 @@ from backend.attribution import (
     class_heatmaps,
     concept_heatmaps,
     heatmap_features,
+    image_batch,
     split_outlier_scores,
     view_batch,
 )
-from backend.concepts import CavConfig, ConceptFit, cached_activations, divergence, fit_concept, project_embedding
+from backend.concepts import (
+    CavConfig,
+    CavLibrary,
+    ConceptFit,
+    cached_activations,
+    divergence,
+    fit_concept,
+    project_embedding,
+)
 from backend.data import ClarcDataset, open_dataset
 from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
-from backend.runs import LocalExecutor
+from backend.runs import LocalExecutor, load_examples
 from backend.storage import AnnotationStore
 
-EXPLORE_SPLIT = "train"  # annotations, CAVs and corrections all use the training split
+EXPLORE_SPLIT = "train"  # CAVs and corrections use the training split; Explore can show and annotate any split
 
 
 def _with_subclasses(cls: type) -> set[type]:
@@ -55,6 +64,12 @@ def annotation_store() -> AnnotationStore:
 
 
 @st.cache_resource(show_spinner=False)
+def cav_library() -> CavLibrary:
+    """The workspace's saved CAVs."""
+    return CavLibrary()
+
+
+@st.cache_resource(show_spinner=False)
 def executor() -> LocalExecutor:
     """The local run executor, made once per server start: making it recovers runs whose worker died."""
     return LocalExecutor()
@@ -72,40 +87,44 @@ def layer_choices(model: LoadedModel) -> list[str]:
     return [info.name for info in model.layers() if len(info.shape) == 3]
 
 
-@st.cache_data(show_spinner="Predicting every training image…", max_entries=8, hash_funcs=KEYS)
-def predictions(model: LoadedModel, dataset: ClarcDataset) -> Predictions:
-    return cached_predictions(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id)
+@st.cache_data(show_spinner="Predicting every image of the split…", max_entries=8, hash_funcs=KEYS)
+def predictions(model: LoadedModel, dataset: ClarcDataset, split: str = EXPLORE_SPLIT) -> Predictions:
+    return cached_predictions(model, dataset.split(split), dataset.dataset_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=KEYS)
-def heatmaps(model: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...]) -> np.ndarray:
-    """LRP heatmaps (N, H, W) of training samples for their predicted class."""
-    return cached_heatmaps(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, list(indices))
+def heatmaps(
+    model: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...], split: str = EXPLORE_SPLIT
+) -> np.ndarray:
+    """LRP heatmaps (N, H, W) of samples of a split for their predicted class."""
+    return cached_heatmaps(model, dataset.split(split), dataset.dataset_id, list(indices))
 
 
-@st.cache_data(
-    show_spinner="Computing heatmap outlier scores for every training image…", max_entries=8, hash_funcs=KEYS
-)
-def outlier_scores(model: LoadedModel, dataset: ClarcDataset) -> np.ndarray:
-    predicted = predictions(model, dataset).predicted
-    return split_outlier_scores(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, predicted)
+@st.cache_data(show_spinner="Computing heatmap outlier scores for every image…", max_entries=8, hash_funcs=KEYS)
+def outlier_scores(model: LoadedModel, dataset: ClarcDataset, split: str = EXPLORE_SPLIT) -> np.ndarray:
+    predicted = predictions(model, dataset, split).predicted
+    return split_outlier_scores(model, dataset.split(split), dataset.dataset_id, predicted)
 
 
 @st.cache_data(show_spinner="Collecting activations…", max_entries=16, hash_funcs=KEYS)
-def activations(model: LoadedModel, dataset: ClarcDataset, layer: str, pooling: str) -> np.ndarray:
-    """Pooled activations (N, C) of every training sample in `layer`."""
-    acts = cached_activations(model, dataset.split(EXPLORE_SPLIT), dataset.dataset_id, layer, pooling)
+def activations(
+    model: LoadedModel, dataset: ClarcDataset, layer: str, pooling: str, split: str = EXPLORE_SPLIT
+) -> np.ndarray:
+    """Pooled activations (N, C) of every sample of a split in `layer`."""
+    acts = cached_activations(model, dataset.split(split), dataset.dataset_id, layer, pooling)
     return np.asarray(acts.values)
 
 
 @st.cache_data(show_spinner="Projecting…", max_entries=16, hash_funcs=KEYS)
-def embedding(model: LoadedModel, dataset: ClarcDataset, layer: str, source: str, method: str) -> np.ndarray:
-    """2-D projection of every training sample's activations (`source` "activations") or heatmaps ("heatmaps")."""
+def embedding(
+    model: LoadedModel, dataset: ClarcDataset, layer: str, source: str, method: str, split: str = EXPLORE_SPLIT
+) -> np.ndarray:
+    """2-D projection of every sample's activations (`source` "activations") or heatmaps ("heatmaps")."""
     if source == "activations":
-        features = activations(model, dataset, layer, "max")
+        features = activations(model, dataset, layer, "max", split)
     else:
-        n = len(dataset.split(EXPLORE_SPLIT))
-        features = heatmap_features(heatmaps(model, dataset, tuple(range(n))))
+        n = len(dataset.split(split))
+        features = heatmap_features(heatmaps(model, dataset, tuple(range(n)), split))
     return project_embedding(features, method)
 
 
@@ -118,12 +137,22 @@ def concept_fit(
     layer: str,
     pooling: str,
     kind: str,
+    scope: str,
+    attacked_class: str,
     concept: str,
     labels: tuple[tuple[str, int], ...],
 ) -> ConceptFit:
     """A CAV fitted on annotations (given as sorted (sample id, label) pairs, so they key the cache)."""
     return fit_concept(
-        model, dataset, dict(labels), layer=layer, pooling=pooling, config=CavConfig(kind=kind), concept=concept
+        model,
+        dataset,
+        dict(labels),
+        layer=layer,
+        pooling=pooling,
+        scope=scope,
+        attacked_class=attacked_class,
+        config=CavConfig(kind=kind),
+        concept=concept,
     )
 
 
@@ -133,14 +162,15 @@ def kind_divergence(
     dataset: ClarcDataset,
     layer: str,
     pooling: str,
+    scope: str,
+    attacked_class: str,
     kinds: tuple[str, ...],
     labels: tuple[tuple[str, int], ...],
 ) -> dict[str, dict[str, float]]:
     """Cosine similarity between the CAVs of several kinds fitted on the same annotations."""
+    options = dict(layer=layer, pooling=pooling, scope=scope, attacked_class=attacked_class, n_random=0)
     vectors = {
-        kind: fit_concept(
-            model, dataset, dict(labels), layer=layer, pooling=pooling, config=CavConfig(kind=kind), n_random=0
-        ).cav.vector
+        kind: fit_concept(model, dataset, dict(labels), config=CavConfig(kind=kind), **options).cav.vector
         for kind in kinds
     }
     return divergence(vectors)
@@ -157,13 +187,12 @@ def localization(
 
 @st.cache_data(show_spinner="Explaining before and after…", max_entries=16, hash_funcs=KEYS)
 def before_after_heatmaps(
-    before: LoadedModel, after: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...]
+    before: LoadedModel, after: LoadedModel, examples_path: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Heatmaps of the same attacked test images for the model before and after correction, with predictions."""
-    view = dataset.split("test", "attacked")
+    """Heatmaps and predictions of a run's example test images for the model before and after correction."""
+    images = load_examples(examples_path)["images"]
     out = []
     for model in (before, after):
-        x, _ = view_batch(view, indices, model)
-        maps = class_heatmaps(model, x)
+        maps = class_heatmaps(model, image_batch(images, model))
         out += [maps.maps, maps.targets.numpy()]
     return out[0], out[2], out[1], out[3]

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app.context import current_context
-from app.resources import before_after_heatmaps, executor, load_dataset, load_model
+from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
-from backend.runs import RunRecord, sweep_summary
-from components.plots import before_after_bars, tradeoff_scatter
+from backend.runs import N_EXAMPLES, RunRecord, load_examples, sweep_summary
+from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
 
 FIGURES = {
@@ -27,12 +26,11 @@ FIGURES = {
     "tcav_score": "TCAV score",
     "r_bias": "R_bias (relevance on the artifact)",
 }
-N_EXAMPLES = 6
 
 
 def render() -> None:
     st.title("Results")
-    context = current_context()
+    current_context()  # a bad Setup choice stops the page with its message
     state = st.session_state
     store = executor().store
     runs = sorted(store.list(statuses=("succeeded",)), key=lambda r: r.finished or 0, reverse=True)
@@ -50,17 +48,36 @@ def render() -> None:
         rows = sweep_summary(store, record.sweep_id)
         st.plotly_chart(tradeoff_scatter(rows), key="results_tradeoff")
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="results_sweep_table")
-    _heatmaps(record, context.spec)
+    result = record.result or {}
+    _per_class(result.get("before", {}), result.get("after", {}))
+    _heatmaps(record)
     _export(record)
+
+
+def _attack_text(figures: dict) -> str:
+    """Where the attacked figures come from, in words."""
+    source, detail = figures.get("attack_source"), figures.get("attack") or {}
+    if source == "planted":
+        return f"the planted {detail.get('artifact')} drawn into every test image"
+    if source == "transplanted":
+        return (
+            f"the artifact cut from {detail.get('donors')} annotated training images ({detail.get('masks')}) and "
+            f"pasted into every test image, {detail.get('rounds')} rounds: {figures.get('n_attacked')} images"
+        )
+    if source == "supplied":
+        paired = f"{detail.get('paired')} of {detail.get('of')} test images paired"
+        return f"your attacked copy {detail.get('dataset')}: {paired}"
+    return "no attacked test images: annotate training images that show the artifact, or supply an attacked copy"
 
 
 def _before_after(record: RunRecord) -> None:
     result = record.result or {}
     before, after = result.get("before", {}), result.get("after", {})
+    labels = FIGURES
     table = pd.DataFrame(
         [
             {"figure": label, "before": before.get(k), "after": after.get(k)}
-            for k, label in FIGURES.items()
+            for k, label in labels.items()
             if before.get(k) is not None or after.get(k) is not None
         ]
     )
@@ -71,11 +88,12 @@ def _before_after(record: RunRecord) -> None:
             delta = after[key] - before[key]
             is_acc = key.endswith("_acc")
             col.metric(
-                FIGURES[key],
+                labels[key],
                 f"{after[key]:.1%}" if is_acc else f"{after[key]:.3f}",
                 f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}",
                 delta_color="normal" if is_acc else "inverse",
             )
+    st.caption(f"Attacked images: {_attack_text(after)}.")
     left, right = st.columns([1, 1])
     left.dataframe(
         table,
@@ -87,45 +105,77 @@ def _before_after(record: RunRecord) -> None:
         before_after_bars({row.figure: {"before": row.before, "after": row.after} for row in table.itertuples()}),
         key="results_before_after_chart",
     )
-    config = record.config
+    config, cav = record.config, result.get("cav") or {}
     st.caption(
-        f"{config['method']} with a {config['cav_kind']} CAV in `{config.get('layer') or 'the default layer'}` · "
-        f"options {config['method_options'] or 'default'} · {len(result.get('history', []))} epochs in "
-        f"{result.get('seconds', 0):.1f} s on {record.device}"
+        f"{config['method']} along the CAV {cav.get('name') or '(' + str(cav.get('source')) + ')'}: "
+        f"{cav.get('kind')} in `{cav.get('layer')}`, {cav.get('pooling')}-pooled, samples of "
+        f"{'the attacked class' if cav.get('scope') == 'attacked_class' else 'all classes'}, attacked class "
+        f"{after.get('attacked_class') or cav.get('attacked_class')} · "
+        f"options {config['method_options'] or 'default'} · "
+        f"{len(result.get('history', []))} epochs in {result.get('seconds', 0):.1f} s on {record.device}"
     )
 
 
-def _heatmaps(record: RunRecord, spec: str) -> None:
+def _per_class(before: dict, after: dict) -> None:
+    """Accuracy per class and the confusion matrices, before and after."""
+    st.subheader("Per class")
+    classes = after.get("classes") or list(after.get("clean_acc_per_class", {}))
+    rows = []
+    for name in classes:
+        row = {"class": name}
+        for figure, key in (("clean", "clean_acc_per_class"), ("attacked", "attacked_acc_per_class")):
+            for when, figures in (("before", before), ("after", after)):
+                if figures.get(key):
+                    row[f"{figure} {when}"] = figures[key].get(name)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="results_per_class",
+        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns if c != "class"},
+    )
+    pairs = [("clean", "confusion"), ("attacked", "attacked_confusion")]
+    shown = [(name, key) for name, key in pairs if before.get(key) and after.get(key)]
+    for name, key in shown:
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(confusion_heatmap(before[key], classes, f"{name}, before"), key=f"results_{key}_before")
+        c2.plotly_chart(confusion_heatmap(after[key], classes, f"{name}, after"), key=f"results_{key}_after")
+
+
+def _heatmaps(record: RunRecord) -> None:
     st.subheader("Heatmaps before and after")
     config = record.config
+    examples_path = record.outputs.get("examples")
+    if not examples_path or not Path(examples_path).is_file():
+        st.caption("This run kept no example images (it predates them, or its folder was moved).")
+        return
     try:
         before_model = load_model(config["checkpoint"], Path(config["checkpoint"]).stat().st_mtime)
         after_path = record.outputs["checkpoint"]
         after_model = load_model(after_path, Path(after_path).stat().st_mtime)
-        dataset = load_dataset(config.get("dataset") or spec)
     except (ClarcError, OSError, KeyError) as exc:
         st.error(f"Cannot load this run's models: {exc}")
-        st.stop()
-    if dataset.planting is None:
-        st.caption("This dataset has no planted artifact to attack the test images with.")
         return
-    view = dataset.split("test", "attacked")
-    attacked = dataset.classes.index(dataset.planting.classes[0])
-    indices = tuple(int(i) for i in np.flatnonzero(view.labels != attacked)[:N_EXAMPLES])
+    examples = load_examples(examples_path)
+    if not len(examples["images"]):
+        st.caption("No attacked or annotated test images to show.")
+        return
+    maps_before, maps_after, pred_before, pred_after = before_after_heatmaps(before_model, after_model, examples_path)
+    classes = before_model.meta.classes
     st.caption(
-        f"Test images of other classes with the {dataset.planting.artifact} added: left the model before, right after "
-        f"the correction. Red is evidence for the predicted class."
+        "Test images with the artifact (attacked as the evaluation measured them, or annotated as showing it): the "
+        "model before the correction (upper) and after (lower). Red is evidence for the predicted class."
     )
-    maps_before, maps_after, pred_before, pred_after = before_after_heatmaps(
-        before_model, after_model, dataset, indices
-    )
-    for k, (col, i) in enumerate(zip(st.columns(N_EXAMPLES), indices)):
-        image = view.image(i)
-        col.image(
-            thumbnail_png(image, maps_before[k], "overlay"), caption=f"before → {dataset.classes[pred_before[k]]}"
-        )
-        col.image(thumbnail_png(image, maps_after[k], "overlay"), caption=f"after → {dataset.classes[pred_after[k]]}")
-        col.caption(f"{view.sample_ids[i]} · {dataset.classes[view.labels[i]]}")
+    for start in range(0, len(examples["images"]), N_EXAMPLES):
+        for offset, col in enumerate(st.columns(N_EXAMPLES)):
+            k = start + offset
+            if k >= len(examples["images"]):
+                break
+            image = examples["images"][k]
+            col.image(thumbnail_png(image, maps_before[k], "overlay"), caption=f"before → {classes[pred_before[k]]}")
+            col.image(thumbnail_png(image, maps_after[k], "overlay"), caption=f"after → {classes[pred_after[k]]}")
+            col.caption(f"{examples['sample_ids'][k]} · {classes[examples['labels'][k]]} · {examples['kinds'][k]}")
 
 
 def _export(record: RunRecord) -> None:

@@ -11,8 +11,9 @@ __all__ = ["config_inputs"]
 
 
 def config_inputs(config: type, *, key: str, skip: tuple[str, ...] = (), columns: int = 3) -> dict:
-    """One input per declared option of `config` (choices -> select box, bool -> toggle, float/int -> number),
-    starting at the option's default; returns {field: value}. Widget keys are `<key>_<field>`."""
+    """One input per declared option of `config` (choices -> select box, bool -> toggle, float/int -> number, text ->
+    text field, empty meaning None where None is allowed), starting at the option's default; returns {field: value}.
+    Widget keys are `<key>_<field>`."""
     chosen = [o for o in options_of(config) if o.name not in skip]
     values: dict = {}
     cols = st.columns(columns) if chosen else []
@@ -35,6 +36,9 @@ def config_inputs(config: type, *, key: str, skip: tuple[str, ...] = (), columns
                     opt.label, value=float(opt.default), min_value=0.0, format="%g", key=widget_key, help=opt.help
                 )
             )
+        elif opt.kind is str:
+            text = col.text_input(opt.label, value=opt.default or "", key=widget_key, help=opt.help)
+            values[opt.name] = text.strip() or (None if opt.optional else opt.default)
         else:
-            raise TypeError(f"{config.__name__}.{opt.name}: no input for a free-text option")
+            raise TypeError(f"{config.__name__}.{opt.name}: no input for {opt.kind.__name__}")
     return values

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 __all__ = [
     "before_after_bars",
     "class_balance_chart",
+    "confusion_heatmap",
     "divergence_heatmap",
     "embedding_scatter",
     "loss_chart",
@@ -99,6 +100,31 @@ def divergence_heatmap(similarity: dict[str, dict[str, float]]) -> go.Figure:
     return fig
 
 
+def confusion_heatmap(matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> go.Figure:
+    """Counts of true (rows) vs predicted (columns) classes, each row shaded by its share."""
+    counts = np.asarray(matrix, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=list(classes),
+            y=list(classes),
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            text=counts.astype(int),
+            texttemplate="%{text}",
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images (%{z:.0%})<extra></extra>",
+            showscale=False,
+        )
+    )
+    fig.update_layout(
+        title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="predicted", yaxis_title="true"
+    )
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def before_after_bars(rows: dict[str, dict[str, float | None]]) -> go.Figure:
     """Grouped bars of figures (x) before and after correction (colour). `rows[figure] -> {"before", "after"}`."""
     fig = go.Figure()
@@ -110,7 +136,8 @@ def before_after_bars(rows: dict[str, dict[str, float | None]]) -> go.Figure:
 
 
 def tradeoff_scatter(rows: Sequence[dict]) -> go.Figure:
-    """A sweep's runs as clean vs attacked accuracy, Pareto-best runs highlighted."""
+    """A sweep's runs as clean vs attacked accuracy (the attacked figure that exists: planted, supplied or
+    transplanted, named on the axis), Pareto-best runs highlighted."""
     fig = go.Figure()
     for best, name, symbol in ((False, "run", "circle"), (True, "Pareto-best", "star")):
         chosen = [r for r in rows if r["pareto"] == best and r["clean_acc"] is not None]
@@ -127,7 +154,8 @@ def tradeoff_scatter(rows: Sequence[dict]) -> go.Figure:
         height=360,
         margin=_MARGIN,
         xaxis_title="clean accuracy",
-        yaxis_title="attacked accuracy",
+        yaxis_title="attacked accuracy"
+        + "".join(sorted({f" ({r['attack_source']})" for r in rows if r.get("attack_source")})),
         xaxis_tickformat=".0%",
         yaxis_tickformat=".0%",
     )

@@ -43,3 +43,12 @@ def small_dataset(workspace):
     from backend.data import open_dataset
 
     return open_dataset(SMALL_SPEC, workspace)
+
+
+@pytest.fixture(scope="session")
+def embedded_dataset(workspace):
+    """The embedded benchmark as the default model was trained on it (3,000 training images)."""
+    from backend.data import open_dataset
+    from backend.defaults import DEFAULT_DATASET
+
+    return open_dataset(DEFAULT_DATASET, workspace)

@@ -1,16 +1,36 @@
 """The CLI: every command documents itself; info describes the default; bench data prints and writes JSON."""
 
+import argparse
 import json
 
 import pytest
 
+from backend.cli import build_parser, main
 from tests.conftest import run_backend
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["info"], ["cav"], ["bench"], ["bench", "data"], ["bench", "cav"]])
-def test_help(command):
-    done = run_backend(*command, "--help")
-    assert done.returncode == 0 and "usage: python -m backend" in done.stdout
+def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command of the parser, as argument prefixes."""
+    found = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _commands(sub, (*prefix, name))
+    return found
+
+
+def test_every_command_documents_itself(capsys):
+    commands = _commands(build_parser())
+    assert {("cav",), ("cavs", "import"), ("correct",), ("runs", "sweep"), ("bench", "natural")} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            main([*command, "--help"])
+        assert done.value.code == 0 and "usage: python -m backend" in capsys.readouterr().out, command
+
+
+def test_help_from_the_shell():
+    done = run_backend("--help")
+    assert done.returncode == 0 and "usage: python -m backend" in done.stdout and "cavs" in done.stdout
 
 
 def test_info_describes_the_default_model_and_its_dataset(tmp_path):
@@ -44,18 +64,64 @@ def test_cav_from_planted_labels_and_from_a_labels_file(tmp_path):
     assert done.returncode == 0, done.stderr
     figures = json.loads(report.read_text())
     assert figures["kind"] == "pattern" and figures["alignment"] >= 0.8 and figures["held_out_auc"] >= 0.9
-    assert (tmp_path / "cav" / "marker.npy").exists() and "alignment" in done.stdout
+    assert (tmp_path / "cav" / "marker.json").exists() and "alignment" in done.stdout
 
     labels = tmp_path / "labels.csv"
     labels.write_text("sample_id,label\n" + "".join(f"train_{i:05d},{int(i % 3 == 0)}\n" for i in range(60)))
-    done = run_backend("cav", "--labels", str(labels), "--kind", "ridge", "--random", "0", "--json", str(report))
+    done = run_backend(
+        "cav", "--labels", str(labels), "--kind", "ridge", "--scope", "all", "--random", "0", "--json", str(report)
+    )
     assert done.returncode == 0, done.stderr
     figures = json.loads(report.read_text())
-    assert (figures["kind"], figures["n_concept"], figures["n_other"]) == ("ridge", 20, 40)
+    # every other training sample counts as without the concept
+    assert (figures["kind"], figures["n_concept"], figures["n_other"]) == ("ridge", 20, 3000 - 20)
 
     labels.write_text("sample_id,label\ntrain_00001,1\nnot_a_sample,1\ntrain_00002,0\n")
     done = run_backend("cav", "--labels", str(labels))
-    assert done.returncode == 2 and "1 labelled samples are not in the train split" in done.stderr
+    assert done.returncode == 2 and "1 labelled samples are not in the dataset" in done.stderr
     labels.write_text("sample_id,label\ntrain_00001,yes\n")
     done = run_backend("cav", "--labels", str(labels))
     assert done.returncode == 2 and "label must be 0 or 1" in done.stderr
+
+
+def test_a_saved_cav_is_listed_exported_imported_and_corrected_along(tmp_path):
+    workspace, other = str(tmp_path / "ws"), str(tmp_path / "other")
+    done = run_backend("cav", "--save", "marker", "--random", "0", "--workspace", workspace)
+    assert done.returncode == 0 and "saved as 'marker'" in done.stdout, done.stderr
+    listed = tmp_path / "list.json"
+    assert run_backend("cavs", "list", "--workspace", workspace, "--json", str(listed)).returncode == 0
+    (saved,) = json.loads(listed.read_text())["cavs"]
+    assert (saved["name"], saved["scope"], saved["attacked_class"], saved["pooling"]) == (
+        "marker",
+        "attacked_class",
+        "melanoma",
+        "mean",
+    )
+    exported = tmp_path / "marker.json"
+    assert run_backend("cavs", "export", "marker", "--out", str(exported), "--workspace", workspace).returncode == 0
+    done = run_backend("cavs", "import", str(exported), "--name", "copied", "--workspace", other)
+    assert done.returncode == 0 and "saved as 'copied'" in done.stdout, done.stderr
+    report = tmp_path / "correct.json"
+    done = run_backend(
+        "correct",
+        "--cav",
+        "copied",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--workspace",
+        other,
+        "--json",
+        str(report),
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(report.read_text())
+    card = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert summary["cav"]["name"] == card["training"]["correction"]["cav"]["name"] == "copied"
+    assert card["training"]["correction"]["cav"]["vector"] == json.loads(exported.read_text())["vector"]
+    done = run_backend("correct", "--cav", "missing", "--out", str(tmp_path / "x"), "--workspace", other)
+    assert done.returncode == 2 and "no saved CAV 'missing'" in done.stderr and "copied" in done.stderr
+    assert run_backend("cavs", "delete", "copied", "--workspace", other).returncode == 0
+    done = run_backend("cavs", "list", "--workspace", other)
+    assert "copied" not in done.stdout

@@ -10,10 +10,20 @@ from backend.attribution.lrp import (
     check_images,
     class_heatmaps,
     concept_heatmaps,
+    concept_masks,
+    image_batch,
     lrp_context,
     view_batch,
 )
-from backend.attribution.masks import MaskConfig, heatmap_masks, iou, pointing_game, r_bias, tune_mask_config
+from backend.attribution.masks import (
+    MaskConfig,
+    heatmap_masks,
+    iou,
+    pointing_game,
+    r_bias,
+    strongest_region,
+    tune_mask_config,
+)
 from backend.attribution.outliers import heatmap_features, heatmap_outlier_scores, split_outlier_scores
 from backend.attribution.rendering import heatmap_colors, heatmap_rgba, image_grid, overlay, side_by_side_png, to_png
 
@@ -27,12 +37,14 @@ __all__ = [
     "check_images",
     "class_heatmaps",
     "concept_heatmaps",
+    "concept_masks",
     "heatmap_colors",
     "heatmap_features",
     "heatmap_masks",
     "heatmap_outlier_scores",
     "heatmap_rgba",
     "image_grid",
+    "image_batch",
     "iou",
     "lrp_context",
     "overlay",
@@ -40,6 +52,7 @@ __all__ = [
     "r_bias",
     "side_by_side_png",
     "split_outlier_scores",
+    "strongest_region",
     "to_png",
     "tune_mask_config",
     "view_batch",

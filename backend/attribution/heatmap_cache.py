@@ -79,7 +79,7 @@ def _cache_paths(model: LoadedModel, view: SplitView, dataset_id: str, workspace
         dataset=dataset_id,
         split=view.split,
         view=view.view,
-        artifact=view.artifact,
+        artifact=view.attack_key,
         samples=digest_lines(view.sample_ids),
     )
     root = cache_dir("heatmaps", workspace)

@@ -18,8 +18,10 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn as nn
+from scipy.ndimage import binary_dilation, binary_fill_holes
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonPlusFlat
 
+from backend.attribution.masks import heatmap_masks, strongest_region
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel, capture_layer, eval_mode, get_architecture
@@ -33,6 +35,8 @@ __all__ = [
     "check_images",
     "class_heatmaps",
     "concept_heatmaps",
+    "concept_masks",
+    "image_batch",
     "view_batch",
 ]
 
@@ -180,3 +184,31 @@ def view_batch(view: SplitView, indices: Sequence[int], model: LoadedModel) -> t
     if not items:
         raise ConfigError("no samples selected")
     return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+
+def image_batch(images: np.ndarray, model: LoadedModel) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) as one normalised batch (N, 3, H, W) for `model`."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ConfigError(f"need uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    return model.meta.normalization.apply(x)
+
+
+def concept_masks(
+    model: LoadedModel, view: SplitView, indices: Sequence[int], cav: np.ndarray, layer: str
+) -> np.ndarray:
+    """Where the concept is in samples `indices` of `view`, as bool masks (N, S, S): concept heatmaps turned into
+    masks (`masks.heatmap_masks`), each reduced to its region of most relevance (`masks.strongest_region`), grown by
+    a pixel and with its holes filled (thresholded relevance misses an artifact's rim and plain inner parts), in
+    batches of 128."""
+    indices = np.asarray(indices, dtype=np.int64)
+    size = model.meta.input_size
+    masks = np.zeros((len(indices), size, size), dtype=bool)
+    for start in range(0, len(indices), 128):
+        part = indices[start : start + 128]
+        x, _ = view_batch(view, part, model)
+        maps = concept_heatmaps(model, x, cav, layer)
+        for k, region in enumerate(strongest_region(heatmap_masks(maps), maps)):
+            masks[start + k] = binary_fill_holes(binary_dilation(region, iterations=1)) if region.any() else region
+    return masks

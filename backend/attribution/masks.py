@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter, label
 
 from backend.errors import ConfigError
 
-__all__ = ["MaskConfig", "heatmap_masks", "tune_mask_config", "iou", "pointing_game", "r_bias"]
+__all__ = ["MaskConfig", "heatmap_masks", "strongest_region", "tune_mask_config", "iou", "pointing_game", "r_bias"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,21 @@ def heatmap_masks(heatmaps: np.ndarray, config: MaskConfig | None = None) -> np.
         seeds = np.unique(regions[hm >= config.high * peak])
         masks[i] = np.isin(regions, seeds[seeds > 0])
     return masks
+
+
+def strongest_region(masks: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
+    """Of each mask (N, H, W), the connected region holding the most positive relevance of its heatmap: where an
+    artifact is, without the weaker regions a biased model also links to it (often the lesion itself)."""
+    masks, maps = _as_maps(masks, "masks").astype(bool), np.clip(_as_maps(heatmaps, "heatmaps"), 0, None)
+    if masks.shape != maps.shape:
+        raise ConfigError(f"mask and heatmap shapes differ: {masks.shape} vs {maps.shape}")
+    out = np.zeros_like(masks)
+    for i, (mask, relevance) in enumerate(zip(masks, maps)):
+        regions, n = label(mask)
+        if n:
+            mass = np.bincount(regions.ravel(), weights=relevance.ravel(), minlength=n + 1)[1:]
+            out[i] = regions == 1 + int(np.argmax(mass))
+    return out
 
 
 def tune_mask_config(

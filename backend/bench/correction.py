@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.bench.registry import register_bench
-from backend.concepts import CavConfig, cached_activations, fit_cav
+from backend.concepts import CavConfig, fit_concept, planted_labels
 from backend.correction import LoopConfig, correct
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
@@ -63,13 +63,13 @@ def bench_correction(args: argparse.Namespace) -> dict:
     layer = model.default_layer
     epochs = args.epochs or (5 if args.quick else 20)
     loop = LoopConfig(epochs=epochs, device=args.device)
-    # Mean pooling: RR-ClArC penalises every spatial position, so the CAV should describe the artifact's direction at
-    # a position, which the mean over positions estimates better than the max.
-    train_view = dataset.split("train")
-    train = cached_activations(model, train_view, dataset.dataset_id, layer, "mean", workspace=args.workspace)
-    x, y = np.asarray(train.values), train.has_artifact.astype(int)
+    # The CAVs as a user gets them: fitted from the planted training labels with the product's defaults (pooling,
+    # scope: the attacked class's samples).
+    labels = planted_labels(dataset)
     cavs = {
-        kind: fit_cav(x, y, CavConfig(kind=kind), layer=layer, pooling="mean", sample_ids=train.sample_ids)
+        kind: fit_concept(
+            model, dataset, labels, layer=layer, config=CavConfig(kind=kind), n_random=0, workspace=args.workspace
+        ).cav
         for kind in ("pattern", "svm")
     }
     yardstick = cavs["pattern"]  # TCAV is always measured along the direction that follows the artifact
@@ -115,7 +115,8 @@ def bench_correction(args: argparse.Namespace) -> dict:
     result = {
         "layer": layer,
         "cav_kind": "pattern",
-        "cav_pooling": "mean",
+        "cav_pooling": yardstick.pooling,
+        "cav_scope": yardstick.scope,
         "epochs": epochs,
         "device": device.type,
         "methods": pattern,
@@ -132,7 +133,8 @@ def bench_correction(args: argparse.Namespace) -> dict:
         },
         "evaluation_seconds": evaluation_seconds,
     }
-    markdown = _table(f"Pattern CAV ({layer}, mean-pooled, {epochs} epochs per method, {device.type})", pattern)
+    title = f"{layer}, {yardstick.pooling}-pooled, scope {yardstick.scope}, {epochs} epochs per method, {device.type}"
+    markdown = _table(f"Pattern CAV ({title})", pattern)
     markdown += "\n" + _table("SVM CAV instead (TCAV still along the pattern CAV)", tables["svm"])
     target = args.markdown or (str(Path(args.json).with_suffix(".md")) if args.json else None)
     if target:

@@ -1,5 +1,5 @@
-"""Command line of ClArC Studio: `python -m backend train | info | cav | correct | evaluate | runs | bench ...`, one
-module per command group, each command with --help."""
+"""Command line of ClArC Studio: `python -m backend train | info | cav | cavs | correct | evaluate | runs | bench`,
+one module per command group, each command with --help."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import sys
 
 from backend.cli.bench import add_bench
-from backend.cli.concepts import add_cav
+from backend.cli.concepts import add_cav, add_cavs
 from backend.cli.correct import add_correct, add_evaluate
 from backend.cli.info import add_info
 from backend.cli.runs import add_runs
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser = argparse.ArgumentParser(prog="python -m backend", description="ClArC Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_train, add_info, add_cav, add_correct, add_evaluate, add_runs, add_bench):
+    for add in (add_train, add_info, add_cav, add_cavs, add_correct, add_evaluate, add_runs, add_bench):
         add(sub, common)
     return parser
 

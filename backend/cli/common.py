@@ -12,6 +12,7 @@ from backend.correction import LoopConfig, get_method, method_names
 from backend.data import ClarcDataset, open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
+from backend.evaluation import AttackConfig
 from backend.models import LoadedModel, load_checkpoint
 from backend.options import Option, options_of
 from backend.runs import CorrectionJob
@@ -52,7 +53,7 @@ def _add_option(parser: argparse.ArgumentParser, opt: Option, help_text: str) ->
 
 def _with_default(opt: Option) -> str:
     """The option's help, ending with its default unless the help already says what it is."""
-    if "default" in opt.help:
+    if "default" in opt.help or opt.default is None:
         return opt.help
     default = f"{opt.default:g}" if opt.kind is float and opt.default is not None else opt.default
     return f"{opt.help} (default {default})"
@@ -87,6 +88,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, with_out: bool) -> Non
     add_options(parser, CorrectionJob)
     _add_method_options(parser)
     add_options(parser, LoopConfig)
+    add_options(parser, AttackConfig)
     if with_out:
         parser.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
     parser.add_argument("--json", help="write the results as JSON to this file")
@@ -97,4 +99,5 @@ def job_from_args(args: argparse.Namespace, out: str) -> CorrectionJob:
     job = given_options(args, CorrectionJob)
     names = {o.name for m in method_names() for o in options_of(get_method(m).config)}
     options = {name: getattr(args, name) for name in sorted(names) if getattr(args, name, None) is not None}
-    return CorrectionJob(out=out, method_options=options, loop=LoopConfig(**given_options(args, LoopConfig)), **job)
+    loop, attack = LoopConfig(**given_options(args, LoopConfig)), AttackConfig(**given_options(args, AttackConfig))
+    return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, **job)

@@ -7,9 +7,16 @@ import sys
 
 from tqdm import tqdm
 
-from backend.cli.common import add_job_arguments, job_from_args, model_and_dataset, write_json
-from backend.concepts import fit_concept, load_cav, planted_labels
-from backend.evaluation import evaluate
+from backend.cli.common import (
+    add_job_arguments,
+    add_options,
+    given_options,
+    job_from_args,
+    model_and_dataset,
+    write_json,
+)
+from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
+from backend.evaluation import AttackConfig, evaluate
 from backend.runs import run_correction_job
 
 __all__ = ["add_correct", "add_evaluate"]
@@ -44,6 +51,13 @@ def _run_correct(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     before, after = summary["before"], summary["after"]
+    cav = summary["cav"]
+    print(
+        f"CAV: {cav.get('name') or cav['source']} ({cav['kind']}, {cav['layer']}, {cav['pooling']}-pooled, "
+        f"scope {cav['scope']}, attacked class {cav['attacked_class']})"
+    )
+    if after.get("attack_source"):
+        print(f"attacked images: {after['attack_source']} ({after['n_attacked']} images)")
     print(f"{'':18s} {'before':>9s} {'after':>9s}")
     for key in _FIGURES:
         if before.get(key) is not None and after.get(key) is not None:
@@ -58,31 +72,51 @@ def add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
         "evaluate",
         parents=[common],
         help="clean/attacked accuracy, TCAV and R_bias of a checkpoint",
-        description="Evaluate a checkpoint on a split: clean and attacked accuracy, per class, and, with a CAV (given, "
-        "or fitted from the planted artifact), TCAV score and sensitivity; R_bias with the artifact's masks.",
+        description="Evaluate a checkpoint on a split: clean accuracy per class and confusion matrix; attacked "
+        "accuracy on planted, supplied (--attacked-dataset) or transplanted images (cut from the training samples "
+        "--labels marks); TCAV and R_bias with a CAV (--cav, or fitted from the labels); with labels of the split, "
+        "accuracy with and without the annotated artifact.",
     )
     p.add_argument("--checkpoint", help="model (default: the shipped default model)")
     p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
-    p.add_argument("--cav", help="a saved CAV (.json) for TCAV (default: fitted from the planted artifact)")
+    p.add_argument("--cav", help="the CAV for TCAV: a saved CAV's name or id, or a CAV file (default: fitted)")
+    p.add_argument("--labels", help="concept labels, CSV sample_id,label (default: the planted artifact)")
+    p.add_argument("--attacked-class", help="the class the artifact is tied to (default: the CAV's)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--artifact", help="artifact for the attacked view (default: the planted one)")
+    p.add_argument("--artifact", help="a registered artifact to plant for the attacked view (default: the planted one)")
+    add_options(p, AttackConfig)
     p.add_argument("--json", help="write the figures as JSON to this file")
     p.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     model, dataset = model_and_dataset(args)
+    labels = read_concept_labels(args.labels) if args.labels else (planted_labels(dataset) if dataset.planting else {})
     if args.cav:
-        cav = load_cav(args.cav)
-    elif dataset.planting is not None:
+        cav = resolve_cav(args.cav, model, dataset.dataset_id, args.workspace)
+    elif labels:
         cav = fit_concept(
-            model, dataset, planted_labels(dataset), pooling="mean", n_random=0, workspace=args.workspace
+            model, dataset, labels, attacked_class=args.attacked_class, n_random=0, workspace=args.workspace
         ).cav
     else:
         cav = None
-    figures = evaluate(model, dataset, cav, split=args.split, artifact=args.artifact).to_dict()
-    for key in _FIGURES:
+    marked = {sid for sid, flag in labels.items() if flag}
+    in_split = marked & set(dataset.split(args.split).sample_ids)
+    figures = evaluate(
+        model,
+        dataset,
+        cav,
+        split=args.split,
+        artifact=args.artifact,
+        attacked_class=args.attacked_class,
+        artifact_ids=in_split or None,
+        attack=AttackConfig(**given_options(args, AttackConfig)),
+        donor_ids=marked & set(dataset.split("train").sample_ids),
+    ).to_dict()
+    if figures.get("attack_source"):
+        print(f"attacked images: {figures['attack_source']} ({figures['n_attacked']} images)")
+    for key in (*_FIGURES, "with_artifact_acc", "without_artifact_acc"):
         if figures.get(key) is not None:
-            print(f"{key:18s} {figures[key]:.4f}")
+            print(f"{key:20s} {figures[key]:.4f}")
     write_json(args.json, figures)
     return 0

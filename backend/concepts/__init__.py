@@ -2,6 +2,7 @@
 judged CAV, concept label files, and 2-D embeddings of features."""
 
 from backend.concepts.activations import (
+    DEFAULT_POOLING,
     POOLINGS,
     ActivationSet,
     CavPooling,
@@ -10,9 +11,11 @@ from backend.concepts.activations import (
     collect_activations,
 )
 from backend.concepts.cav import (
+    DEFAULT_SCOPE,
     Cav,
     CavConfig,
     CavKind,
+    CavScope,
     cav_kinds,
     fit_cav,
     load_cav,
@@ -20,8 +23,15 @@ from backend.concepts.cav import (
     validate_concept_data,
 )
 from backend.concepts.embedding import project_embedding
-from backend.concepts.fit import ConceptFit, fit_concept
-from backend.concepts.labels import planted_labels, read_concept_labels, write_concept_labels
+from backend.concepts.fit import ConceptFit, concept_samples, fit_concept
+from backend.concepts.labels import (
+    check_known_ids,
+    infer_attacked_class,
+    planted_labels,
+    read_concept_labels,
+    write_concept_labels,
+)
+from backend.concepts.library import CavLibrary, SavedCav, check_cav_fits, resolve_cav
 from backend.concepts.quality import (
     Alignment,
     Significance,
@@ -35,6 +45,16 @@ from backend.concepts.quality import (
 )
 
 __all__ = [
+    "CavLibrary",
+    "SavedCav",
+    "check_cav_fits",
+    "resolve_cav",
+    "DEFAULT_POOLING",
+    "DEFAULT_SCOPE",
+    "CavScope",
+    "check_known_ids",
+    "concept_samples",
+    "infer_attacked_class",
     "POOLINGS",
     "ActivationSet",
     "Alignment",

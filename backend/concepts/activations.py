@@ -26,12 +26,24 @@ from backend.models import LoadedModel, capture_layer, eval_mode, get_layer, mod
 from backend.progress import ProgressCallback, ProgressEvent
 from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
 
-__all__ = ["CavPooling", "POOLINGS", "Pooling", "ActivationSet", "collect_activations", "cached_activations"]
+__all__ = [
+    "CavPooling",
+    "DEFAULT_POOLING",
+    "POOLINGS",
+    "Pooling",
+    "ActivationSet",
+    "collect_activations",
+    "cached_activations",
+]
 
 log = logging.getLogger(__name__)
 
 Pooling = Literal["max", "mean", "none"]
 CavPooling = Literal["max", "mean"]  # a CAV is fitted on one value per channel
+# One default for the whole product. The seed's CAVs are max-pooled; RR-ClArC penalises the gradient at every
+# position, and the mean over positions describes the artifact's direction at a position better: on the embedded
+# benchmark a mean-pooled CAV closes 93% of the clean-vs-attacked gap, a max-pooled one 71% (README).
+DEFAULT_POOLING = "mean"
 POOLINGS: tuple[str, ...] = get_args(Pooling)
 
 
@@ -58,7 +70,7 @@ def collect_activations(
     model: LoadedModel,
     view: SplitView,
     layer: str,
-    pooling: str = "max",
+    pooling: str = DEFAULT_POOLING,
     *,
     indices: Sequence[int] | None = None,
     batch_size: int = 128,
@@ -115,7 +127,7 @@ def cached_activations(
     view: SplitView,
     dataset_id: str,
     layer: str,
-    pooling: str = "max",
+    pooling: str = DEFAULT_POOLING,
     *,
     indices: Sequence[int] | None = None,
     workspace: str | os.PathLike | None = None,
@@ -134,7 +146,7 @@ def cached_activations(
         "dataset": dataset_id,
         "split": view.split,
         "view": view.view,
-        "artifact": view.artifact,
+        "artifact": view.attack_key,
         "layer": layer,
         "pooling": pooling,
         "samples": digest_lines(ids),

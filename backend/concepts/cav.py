@@ -16,7 +16,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,8 @@ from backend.options import check_choices, option
 
 __all__ = [
     "CavKind",
+    "CavScope",
+    "DEFAULT_SCOPE",
     "CavConfig",
     "Cav",
     "register_cav",
@@ -37,6 +39,9 @@ __all__ = [
 ]
 
 CavKind = Literal["pattern", "svm", "ridge", "lasso", "logistic"]
+# Which samples a CAV is fitted on: those of the class the artifact is tied to (the seed's default) or all.
+CavScope = Literal["attacked_class", "all"]
+DEFAULT_SCOPE = "attacked_class"
 # Activations below _TINY in magnitude count as zero, above _HUGE are refused (see validate_concept_data).
 _TINY, _HUGE = 1e-30, 1e30
 # (activations (N, C), labels (N,) in {0, 1}, config) -> (direction (C,), chosen hyperparameters)
@@ -94,7 +99,9 @@ class CavConfig:
 
 @dataclass(frozen=True)
 class Cav:
-    """A fitted, unit-norm CAV and where it came from."""
+    """A fitted, unit-norm CAV and where it came from: the samples it was fitted on (`sample_ids`), those of them
+    that show the concept (`concept_ids`), the scope they were drawn from (the attacked class or all classes) and,
+    once saved, its name."""
 
     vector: np.ndarray
     kind: str
@@ -106,6 +113,10 @@ class Cav:
     n_other: int
     fit_seconds: float
     params: dict = field(default_factory=dict)
+    scope: str = "all"
+    attacked_class: str | None = None
+    concept_ids: tuple[str, ...] = ()
+    name: str = ""
 
     def scores(self, activations: np.ndarray) -> np.ndarray:
         """Concept scores (N,) of pooled activations (N, C): their projection onto the CAV."""
@@ -116,29 +127,52 @@ class Cav:
             )
         return activations.astype(np.float64) @ self.vector
 
+    def to_dict(self) -> dict:
+        """Everything about the CAV, its vector included, JSON-ready."""
+        return asdict(self) | {
+            "vector": [float(v) for v in self.vector],
+            "sample_ids": list(self.sample_ids),
+            "concept_ids": list(self.concept_ids),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "the CAV") -> Cav:
+        """A CAV from `to_dict`'s output; anything missing or inconsistent is an error naming `where`."""
+        known = {f.name for f in fields(cls)}
+        try:
+            vector = np.asarray(data["vector"], dtype=np.float64)
+            values = {k: v for k, v in data.items() if k in known} | {"vector": vector}
+            values["sample_ids"] = tuple(values.get("sample_ids", ()))
+            values["concept_ids"] = tuple(values.get("concept_ids", ()))
+            cav = cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} is not a CAV file ({exc!r})") from exc
+        if vector.ndim != 1 or not np.isfinite(vector).all() or abs(np.linalg.norm(vector) - 1) > 1e-6:
+            raise ConfigError(f"the vector of {where} is not a finite unit vector")
+        return cav
+
     def save(self, path: str | Path) -> Path:
-        """Write `<path>.json` (metadata) and `<path>.npy` (the vector); returns the JSON path."""
+        """Write the CAV as one JSON file (`<path>.json`, vector included); returns its path."""
         path = Path(path).with_suffix(".json")
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path.with_suffix(".npy"), self.vector)
-        meta = asdict(self) | {"vector": None, "sample_ids": list(self.sample_ids)}
-        path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
 
 def load_cav(path: str | Path) -> Cav:
-    """Read a CAV written by `Cav.save`; a missing or inconsistent file is an error naming it."""
-    path = Path(path).with_suffix(".json")
+    """Read a CAV file written by `Cav.save` (or by a CAV export); a missing or malformed file is an error naming
+    it. Files of the earlier two-file format (`.json` + `.npy` beside it) load too."""
+    path = Path(path)
+    path = path if path.suffix == ".json" else path.with_suffix(".json")
     try:
-        meta = json.loads(path.read_text())
-        vector = np.load(path.with_suffix(".npy"))
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("vector") is None and path.with_suffix(".npy").exists():
+            data["vector"] = np.load(path.with_suffix(".npy")).tolist()
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the CAV at {path} (and its .npy): {exc}") from exc
-    if vector.ndim != 1 or not np.isfinite(vector).all() or abs(np.linalg.norm(vector) - 1) > 1e-6:
-        raise ConfigError(f"{path.with_suffix('.npy')} is not a finite unit vector")
-    meta.pop("vector", None)
-    meta["sample_ids"] = tuple(meta.get("sample_ids", ()))
-    return Cav(vector=vector, **meta)
+        raise ConfigError(f"cannot read the CAV at {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a CAV file")
+    return Cav.from_dict(data, where=str(path))
 
 
 def validate_concept_data(activations: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

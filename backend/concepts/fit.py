@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import get_args
 
 import numpy as np
 
-from backend.concepts.activations import cached_activations
-from backend.concepts.cav import Cav, CavConfig, fit_cav
+from backend.concepts.activations import DEFAULT_POOLING, cached_activations
+from backend.concepts.cav import DEFAULT_SCOPE, Cav, CavConfig, CavScope, fit_cav
+from backend.concepts.labels import check_known_ids, infer_attacked_class
 from backend.concepts.quality import Significance, alignment, can_test_significance, separability_auc, significance
-from backend.data.dataset import ClarcDataset
+from backend.data import ClarcDataset, SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel
 from backend.progress import ProgressCallback
 
-__all__ = ["ConceptFit", "fit_concept"]
+__all__ = ["ConceptFit", "concept_samples", "fit_concept"]
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,54 @@ class ConceptFit:
 
     def summary(self) -> dict:
         sig = self.significance
+        cav = self.cav
         return {
-            "kind": self.cav.kind,
-            "layer": self.cav.layer,
-            "pooling": self.cav.pooling,
-            "concept": self.cav.concept,
-            "n_concept": self.cav.n_concept,
-            "n_other": self.cav.n_other,
-            "fit_seconds": self.cav.fit_seconds,
-            "params": self.cav.params,
+            "kind": cav.kind,
+            "layer": cav.layer,
+            "pooling": cav.pooling,
+            "concept": cav.concept,
+            "scope": cav.scope,
+            "attacked_class": cav.attacked_class,
+            "n_concept": cav.n_concept,
+            "n_other": cav.n_other,
+            "fit_seconds": cav.fit_seconds,
+            "params": cav.params,
             "train_auc": self.train_auc,
             "held_out_auc": self.held_out_auc,
             "alignment": self.alignment,
             "significance": None if sig is None else {"score": sig.score, "p_value": sig.p_value},
         }
+
+
+def concept_samples(
+    view: SplitView, labels: Mapping[str, int], scope: str, attacked_class: str | None
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Which samples of `view` a CAV is fitted on, their concept labels, and the attacked class. The samples are
+    those of the attacked class (`scope="attacked_class"`, the seed's default) or all (`"all"`); each is 1 if
+    annotated as showing the concept, else 0 (annotated clean or not annotated: the rest of the scope, as in the
+    seed's code). Labels of samples outside `view` are ignored."""
+    if scope not in get_args(CavScope):
+        raise ConfigError(f"unknown CAV scope {scope!r}; choose one of {', '.join(get_args(CavScope))}")
+    flagged = np.array([labels.get(sid) == 1 for sid in view.sample_ids], dtype=bool)
+    if flagged.sum() < 2:
+        raise ConfigError(
+            f"a CAV needs at least 2 samples labelled as showing the concept in the {view.split} split; "
+            f"{int(flagged.sum())} are"
+        )
+    attacked = attacked_class or infer_attacked_class(labels, view)
+    if attacked not in view.classes:
+        raise ConfigError(f"unknown attacked class {attacked!r}; the classes are {list(view.classes)}")
+    members = np.arange(len(view))
+    if scope == "attacked_class":
+        members = np.flatnonzero(view.labels == view.classes.index(attacked))
+    y = flagged[members].astype(np.int64)
+    if y.sum() < 2 or (1 - y).sum() < 2:
+        where = f"class {attacked}" if scope == "attacked_class" else f"the {view.split} split"
+        raise ConfigError(
+            f"a CAV needs at least 2 samples with the concept and 2 without in {where}; it has {int(y.sum())} with "
+            f"and {int((1 - y).sum())} without (choose another attacked class, or the scope 'all')"
+        )
+    return members, y, attacked
 
 
 def fit_concept(
@@ -59,27 +95,29 @@ def fit_concept(
     *,
     split: str = "train",
     layer: str | None = None,
-    pooling: str = "max",
+    pooling: str = DEFAULT_POOLING,
+    scope: str = DEFAULT_SCOPE,
+    attacked_class: str | None = None,
     config: CavConfig | None = None,
     concept: str = "artifact",
     n_random: int = 20,
     workspace: str | os.PathLike | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> ConceptFit:
-    """Fit a CAV for `labels` (sample id -> 0/1, ids of `split`) in `layer` and measure how good it is."""
+    """Fit a CAV for `labels` (sample id -> 0/1) on the samples of `split` in `scope` (see `concept_samples`) in
+    `layer`, and measure how good it is."""
     layer = layer or model.default_layer
     view = dataset.split(split)
-    position = {sid: i for i, sid in enumerate(view.sample_ids)}
-    unknown = [sid for sid in labels if sid not in position]
-    if unknown:
-        raise ConfigError(f"{len(unknown)} labelled samples are not in the {split} split (first: {unknown[:5]})")
-    indices = np.array(sorted(position[sid] for sid in labels), dtype=np.int64)
+    check_known_ids(dataset, labels)
+    members, y, attacked = concept_samples(view, labels, scope, attacked_class)
     acts = cached_activations(
-        model, view, dataset.dataset_id, layer, pooling, indices=indices, workspace=workspace, on_progress=on_progress
+        model, view, dataset.dataset_id, layer, pooling, workspace=workspace, on_progress=on_progress
     )
-    y = np.array([labels[sid] for sid in acts.sample_ids], dtype=np.int64)
-    x = np.asarray(acts.values)
-    cav = fit_cav(x, y, config, layer=layer, pooling=pooling, concept=concept, sample_ids=acts.sample_ids)
+    x = np.asarray(acts.values)[members]
+    ids = tuple(view.sample_ids[i] for i in members)
+    cav = fit_cav(x, y, config, layer=layer, pooling=pooling, concept=concept, sample_ids=ids)
+    concept_ids = tuple(sid for sid, flag in zip(ids, y) if flag)
+    cav = replace(cav, scope=scope, attacked_class=attacked, concept_ids=concept_ids)
     held_out_auc = aligned = None
     if dataset.planting is not None:
         held_out = cached_activations(

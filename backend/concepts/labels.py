@@ -10,11 +10,19 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from backend.data.dataset import ClarcDataset
+import numpy as np
+
+from backend.data import SPLITS, ClarcDataset, SplitView
 from backend.errors import ConfigError
 from backend.storage import atomic_write_bytes, csv_text, resolve_workspace
 
-__all__ = ["planted_labels", "read_concept_labels", "write_concept_labels"]
+__all__ = [
+    "check_known_ids",
+    "infer_attacked_class",
+    "planted_labels",
+    "read_concept_labels",
+    "write_concept_labels",
+]
 
 
 def planted_labels(dataset: ClarcDataset, split: str = "train") -> dict[str, int]:
@@ -23,6 +31,24 @@ def planted_labels(dataset: ClarcDataset, split: str = "train") -> dict[str, int
         raise ConfigError("this dataset plants no artifact: give concept labels (a CSV of sample_id,label)")
     view = dataset.split(split)
     return {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)}
+
+
+def infer_attacked_class(labels: Mapping[str, int], view: SplitView) -> str:
+    """The class the concept is tied to: the true class of most of its samples in `view` (ties: the first class)."""
+    counts = np.bincount(
+        [view.labels[i] for i, sid in enumerate(view.sample_ids) if labels.get(sid) == 1], minlength=len(view.classes)
+    )
+    if not counts.any():
+        raise ConfigError(f"no sample of the {view.split} split is labelled as showing the concept")
+    return view.classes[int(counts.argmax())]
+
+
+def check_known_ids(dataset: ClarcDataset, labels: Mapping[str, int]) -> None:
+    """Refuse labels of samples the dataset does not have (in any split): a labels file of another dataset."""
+    known = {sid for split in SPLITS for sid in dataset.split(split).sample_ids}
+    unknown = [sid for sid in labels if sid not in known]
+    if unknown:
+        raise ConfigError(f"{len(unknown)} labelled samples are not in the dataset (first: {unknown[:5]})")
 
 
 def read_concept_labels(path: str | os.PathLike) -> dict[str, int]:

@@ -21,11 +21,11 @@ __all__ = [
     "RRRConfig",
 ]
 
-GradientTarget = Literal["max_logit", "target_logit", "all_logits", "all_logits_random", "logprobs"]
-Aggregation = Literal["l1", "l2", "cosine"]
+GradientTarget = Literal["max_logit", "target_logit", "all_logits", "all_logits_random", "random_logit", "logprobs"]
+Aggregation = Literal["l1", "l2", "cosine", "l1_mean", "l2_mean", "cosine_mean"]
 Trainable = Literal["head", "above_layer", "all"]
 Optimizer = Literal["adam", "sgd"]
-MaskSource = Literal["ground_truth", "concept"]
+MaskSource = Literal["auto", "ground_truth", "concept"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -79,9 +79,16 @@ class RRClarcConfig:
         help="penalty weight λ: larger removes more of the artifact's influence; too large costs clean accuracy",
     )
     gradient_target: GradientTarget = option(
-        "logprobs", help="which output's gradient is penalised along the CAV (logprobs: all log-probabilities)"
+        "logprobs",
+        help="which output's gradient is penalised along the CAV: logprobs (the sum of all log-probabilities), "
+        "all_logits, all_logits_random (each logit with a random sign, the seed's), random_logit (one random "
+        "class per sample), max_logit, target_logit",
     )
-    aggregation: Aggregation = option("l2", help="how the directional derivatives over positions are combined")
+    aggregation: Aggregation = option(
+        "l2",
+        help="how the directional derivatives are combined: l2, l1, cosine at every position; l2_mean, l1_mean, "
+        "cosine_mean (the seed's) on the gradient averaged over the positions first",
+    )
     class_specific: bool = option(False, help="penalise only the class the artifact is tied to")
 
     def __post_init__(self) -> None:
@@ -114,8 +121,9 @@ class RRRConfig:
 
     lam: float = option(10.0, label="λ (lam)", help="penalty weight λ on the input gradients inside the masks")
     mask_source: MaskSource = option(
-        "ground_truth",
-        help="where the artifact is in the images: ground-truth masks (benchmark) or concept heatmaps",
+        "auto",
+        help="where the artifact is in the images: ground-truth masks where the dataset plants it (auto, "
+        "ground_truth), else concept heatmaps (auto, concept)",
     )
 
     def __post_init__(self) -> None:

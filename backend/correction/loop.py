@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from backend.attribution import concept_heatmaps, heatmap_masks, view_batch
+from backend.attribution import concept_masks
 from backend.concepts import Cav, cached_activations
 from backend.correction.batches import CachedLayerSource, ImageSource
 from backend.correction.configs import LoopConfig
@@ -86,8 +86,7 @@ def correct(
     layer = cav.layer or model.default_layer
     get_layer(model.module, layer)
     device = resolve_device(loop.device)
-    torch.manual_seed(loop.seed)
-    generator = torch.Generator().manual_seed(loop.seed)
+    generator = torch.Generator().manual_seed(loop.seed)  # data order and random gradient targets
     view = dataset.split("train", normalization=model.meta.normalization)
     has_artifact = _artifact_flags(view, artifact_ids)
     runner = info.factory(method_config)
@@ -107,6 +106,7 @@ def correct(
         source = _batch_source(
             model, dataset.dataset_id, view, cav, module, runner, has_artifact, loop, generator, device, workspace
         )
+        torch.manual_seed(loop.seed)  # dropout: seeded here, so what ran before (a cold or warm cache) cannot matter
         history = _Training(module, method, runner, source, meta, loop, device, cancel).fit(on_progress)
         cached_path = source.cached_path
     else:
@@ -258,18 +258,17 @@ def _train_modes(module: nn.Module) -> None:
 
 
 def _artifact_masks(model: LoadedModel, view: SplitView, cav: Cav, has_artifact: np.ndarray, source: str) -> np.ndarray:
-    """Artifact masks (N, S, S) of the artifact samples for RRR: ground truth where planted, else concept masks."""
+    """Artifact masks (N, S, S) of the artifact samples for RRR: ground truth where planted (`auto` and
+    `ground_truth`), else where the concept's heatmaps put it."""
     size = model.meta.input_size
     masks = np.zeros((len(view), size, size), dtype=bool)
     chosen = np.flatnonzero(has_artifact)
-    if source == "ground_truth":
-        if view.artifact is None:
-            raise ConfigError("ground-truth masks exist only for planted artifacts; use mask_source='concept'")
+    planted = view.attack is not None
+    if source == "ground_truth" and not planted:
+        raise ConfigError("ground-truth masks exist only for planted artifacts; use mask_source='concept' or 'auto'")
+    if planted and source != "concept":
         for i in chosen:
             masks[i] = view.mask(i)
-        return masks
-    for start in range(0, len(chosen), 128):
-        part = chosen[start : start + 128]
-        x, _ = view_batch(view, part, model)
-        masks[part] = heatmap_masks(concept_heatmaps(model, x, cav.vector, cav.layer))
+    else:
+        masks[chosen] = concept_masks(model, view, chosen, cav.vector, cav.layer)
     return masks

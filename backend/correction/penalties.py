@@ -26,7 +26,10 @@ def gradient_target(
         return logits.gather(1, labels.view(-1, 1)).sum()
     if target == "all_logits":
         return logits.sum()
-    if target == "all_logits_random":  # one random class per sample: an unbiased estimate of penalising every logit
+    if target == "all_logits_random":  # the seed's: every logit with a random sign
+        signs = torch.where(torch.rand(logits.shape, generator=generator) < 0.5, 1.0, -1.0).to(logits)
+        return (logits * signs).sum()
+    if target == "random_logit":  # one random class per sample: an unbiased estimate of penalising every logit
         picks = torch.randint(logits.shape[1], (len(logits), 1), generator=generator).to(logits.device)
         return logits.gather(1, picks).sum()
     if target == "logprobs":
@@ -36,14 +39,18 @@ def gradient_target(
 
 def directional_penalty(grad: torch.Tensor, h: torch.Tensor, aggregation: str) -> torch.Tensor:
     """Aggregate the directional derivative g(p)·h of a layer gradient (N, C, ...) along a CAV (C,) at every spatial
-    position: `l1` mean |g·h|, `l2` mean (g·h)², `cosine` mean |cos(g(p), h)| (scale-free)."""
+    position: `l1` mean |g·h|, `l2` mean (g·h)², `cosine` mean |cos(g(p), h)| (scale-free). The `_mean` variants
+    (the seed's `l1_mean`, `l2_mean`, `cosine_mean`) first average the gradient over the positions."""
+    base, _, spatial_mean = aggregation.partition("_")
+    if spatial_mean not in ("", "mean") or base not in ("l1", "l2", "cosine"):
+        raise ConfigError(f"unknown aggregation {aggregation!r}")
+    if spatial_mean and grad.ndim > 2:
+        grad = grad.mean(dim=tuple(range(2, grad.ndim)))
     shape = (1, -1) + (1,) * (grad.ndim - 2)
     dd = (grad * h.view(shape)).sum(dim=1)
-    if aggregation == "l1":
+    if base == "l1":
         return dd.abs().mean()
-    if aggregation == "l2":
+    if base == "l2":
         return dd.pow(2).mean()
-    if aggregation == "cosine":
-        norms = grad.norm(dim=1) * h.norm()
-        return (dd.abs() / norms.clamp_min(1e-12)).mean()
-    raise ConfigError(f"unknown aggregation {aggregation!r}")
+    norms = grad.norm(dim=1) * h.norm()
+    return (dd.abs() / norms.clamp_min(1e-12)).mean()

@@ -10,10 +10,17 @@ from backend.data.embedded import SynthDermDataset, generate_split
 from backend.data.real import ImageFolderDataset, ISICDataset, read_image
 from backend.data.spec import DEFAULT_PLANTING_P, DatasetSpec, check_allowed_spec, parse_spec
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample
-from backend.data.views import SPLITS, VIEWS, Normalization, Planting, SplitView
+from backend.data.transplant import Donor, PairedAttack, TransplantAttack, read_mask_files
+from backend.data.views import SPLITS, VIEWS, Attack, Normalization, PlantedAttack, Planting, SplitView
 from backend.storage.workspace import cache_dir
 
 __all__ = [
+    "Attack",
+    "Donor",
+    "PairedAttack",
+    "PlantedAttack",
+    "TransplantAttack",
+    "read_mask_files",
     "ArtifactInfo",
     "ClarcDataset",
     "DEFAULT_PLANTING_P",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from backend.data.spec import DatasetSpec
-from backend.data.views import SPLITS, Normalization, Planting, SplitView, planted_subset
+from backend.data.views import SPLITS, Attack, Normalization, PlantedAttack, Planting, SplitView, planted_subset
 from backend.errors import ConfigError
 
 __all__ = ["ClarcDataset", "SplitData"]
@@ -52,14 +52,17 @@ class ClarcDataset(ABC):
         view: str = "as_planted",
         normalization: Normalization | None = None,
         artifact: str | None = None,
+        attack: Attack | None = None,
     ) -> SplitView:
-        """A view of one split. `artifact` overrides the planted artifact for the `attacked` view (needed for real
-        datasets without a planting); the `as_planted` view plants only into train and val."""
+        """A view of one split. The `attacked` view draws `attack` (an attack of `data.transplant`), else `artifact`
+        (a registered one, needed for real datasets without a planting), else the planted artifact into every
+        sample; the `as_planted` view plants only into train and val."""
         ids, labels, loader = self._split_data(split)
         name = artifact or (self.planting.artifact if self.planting else None)
+        drawn = attack or (PlantedAttack(name, self.spec.seed) if name else None)
         if view == "attacked":
-            if name is None:
-                raise ConfigError("this dataset plants no artifact: name one to build the attacked view")
+            if drawn is None:
+                raise ConfigError("this dataset plants no artifact: name one, or give an attack, for the attacked view")
             has = np.ones(len(ids), dtype=bool)
         elif view == "as_planted" and self.planting and split in ("train", "val"):
             has = planted_subset(labels, self.classes, self.planting, self.spec.seed, split)
@@ -72,9 +75,8 @@ class ClarcDataset(ABC):
             sample_ids=ids,
             labels=labels,
             load_image=loader,
-            artifact=name,
+            attack=drawn,
             has_artifact=has,
-            artifact_seed=self.spec.seed,
             normalization=normalization,
         )
 

@@ -1,10 +1,12 @@
-"""One split of a dataset as the model sees it: images with or without a planted artifact, labels, stable ids.
+"""One split of a dataset as the model sees it: images with or without an artifact, labels, stable ids.
 
 A `SplitView` is a torch Dataset. Three views of a split share the same underlying images:
 - `as_planted`: the artifact sits in the planted subset only (the biased training distribution);
-- `clean`: no sample carries the artifact;
-- `attacked`: every sample carries it (the controlled evaluation of the paper).
-The artifact drawn into a sample depends only on (seed, artifact, sample id), so the attacked view of a sample is
+- `clean`: no sample carries a planted artifact;
+- `attacked`: every sample carries an artifact: the planted (or a named) one, the controlled evaluation of the paper,
+  or one cut from annotated training images or taken from the user's attacked copy (`data.transplant`), for data
+  whose artifact nobody planted.
+What an attack draws into a sample depends only on the attack and the sample id, so the attacked view of a sample is
 the same in every run and every view.
 """
 
@@ -14,7 +16,7 @@ import copy
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -23,7 +25,18 @@ from torch.utils.data import Dataset
 from backend.data.artifacts import apply_artifact, get_artifact
 from backend.errors import ConfigError
 
-__all__ = ["Split", "View", "SPLITS", "VIEWS", "Normalization", "Planting", "SplitView", "planted_subset"]
+__all__ = [
+    "Attack",
+    "PlantedAttack",
+    "Split",
+    "View",
+    "SPLITS",
+    "VIEWS",
+    "Normalization",
+    "Planting",
+    "SplitView",
+    "planted_subset",
+]
 
 Split = Literal["train", "val", "test"]
 View = Literal["as_planted", "clean", "attacked"]
@@ -87,6 +100,32 @@ def planted_subset(
     return planted
 
 
+class Attack(Protocol):
+    """Something drawn into images: `apply` returns the changed image and the bool mask of what changed; `name`
+    says what it is, `key` identifies it exactly (for cache keys)."""
+
+    name: str
+    key: str
+
+    def apply(self, sample_id: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class PlantedAttack:
+    """A registered artifact (`data.artifacts`), drawn with a random generator seeded by (seed, artifact, sample id)."""
+
+    name: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    def apply(self, sample_id: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, _stable_hash(self.name), _stable_hash(sample_id)])
+        return apply_artifact(self.name, image, rng)
+
+
 class SplitView(Dataset):
     """Samples of one split: `view[i]` -> (normalised float tensor (3, H, W), label); also raw images and masks."""
 
@@ -99,25 +138,33 @@ class SplitView(Dataset):
         sample_ids: tuple[str, ...],
         labels: np.ndarray,
         load_image: Callable[[int], np.ndarray],
-        artifact: str | None,
+        attack: Attack | None,
         has_artifact: np.ndarray,
-        artifact_seed: int,
         normalization: Normalization | None = None,
     ) -> None:
         if view not in VIEWS:
             raise ConfigError(f"unknown view {view!r}; choose one of {VIEWS}")
-        if has_artifact.any() and artifact is None:
-            raise ConfigError("a view with artifact samples needs the artifact's name")
+        if has_artifact.any() and attack is None:
+            raise ConfigError("a view with artifact samples needs the attack that draws the artifact")
         self.split = split
         self.view = view
         self.classes = classes
         self.sample_ids = sample_ids
         self.labels = labels
-        self.artifact = artifact
+        self.attack = attack
         self.has_artifact = has_artifact
         self.normalization = normalization or Normalization()
         self._load_image = load_image
-        self._artifact_seed = artifact_seed
+
+    @property
+    def artifact(self) -> str | None:
+        """The name of what the view's artifact samples carry (None: nothing)."""
+        return self.attack.name if self.attack else None
+
+    @property
+    def attack_key(self) -> str | None:
+        """Exactly which attack the artifact samples carry, for cache keys."""
+        return self.attack.key if self.attack else None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -127,10 +174,7 @@ class SplitView(Dataset):
         image = self._load_image(index)
         if not self.has_artifact[index]:
             return image, np.zeros(image.shape[:2], dtype=bool)
-        rng = np.random.default_rng(
-            [self._artifact_seed, _stable_hash(self.artifact), _stable_hash(self.sample_ids[index])]
-        )
-        return apply_artifact(self.artifact, image, rng)
+        return self.attack.apply(self.sample_ids[index], image)
 
     def image(self, index: int) -> np.ndarray:
         return self.image_and_mask(index)[0]

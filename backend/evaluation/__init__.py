@@ -1,10 +1,13 @@
-"""Evaluation: the model's predictions on a view, and the before/after figures of a correction (clean and attacked
-accuracy, per class, TCAV, R_bias) as functions over models and dataset views."""
+"""Evaluation: the model's predictions on a view, where attacked test images come from (planted, supplied,
+transplanted), and the before/after figures of a correction (clean and attacked accuracy, per class and as confusion
+matrices, TCAV, R_bias) as functions over models and dataset views."""
 
+from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set
 from backend.evaluation.metrics import (
     EvaluationResult,
     accuracy,
     clean_and_attacked_accuracy,
+    confusion_matrix,
     directional_derivatives,
     evaluate,
     per_class_accuracy,
@@ -12,11 +15,16 @@ from backend.evaluation.metrics import (
 from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits
 
 __all__ = [
+    "AttackConfig",
+    "AttackSource",
+    "AttackedSet",
     "EvaluationResult",
     "Predictions",
     "accuracy",
+    "attacked_set",
     "cached_predictions",
     "clean_and_attacked_accuracy",
+    "confusion_matrix",
     "directional_derivatives",
     "evaluate",
     "per_class_accuracy",

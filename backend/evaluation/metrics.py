@@ -1,27 +1,32 @@
 """Evaluation metrics as functions over models and dataset views, and `evaluate`, the before/after report.
 
-Accuracy on the clean and the attacked view of a split (the same images without / with the artifact), per class and
-on annotated subsets; TCAV (share of positive directional derivatives of the attacked class's logit along the CAV,
-and their mean magnitude) and R_bias on artifact samples.
+Accuracy on the clean and the attacked images of a split (the same images without / with the artifact; see
+`attacks` for where attacked images come from), per class and as confusion matrices, and on annotated subsets; TCAV
+(share of positive directional derivatives of the attacked class's logit along the CAV, and their mean magnitude)
+and R_bias (the share of relevance inside the artifact's mask) on the attacked images and on annotated artifacts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from backend.attribution import class_heatmaps, r_bias, view_batch
-from backend.data.dataset import ClarcDataset
+from backend.concepts import Cav
+from backend.data import ClarcDataset, SplitView
 from backend.errors import ConfigError
+from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
 from backend.evaluation.predictions import predict_logits
 from backend.models import LoadedModel, capture_layer, eval_mode
 
 __all__ = [
     "EvaluationResult",
     "accuracy",
+    "confusion_matrix",
     "per_class_accuracy",
     "clean_and_attacked_accuracy",
     "directional_derivatives",
@@ -44,6 +49,13 @@ def per_class_accuracy(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, 
         name: float(hits[labels == c].float().mean()) if (labels == c).any() else float("nan")
         for c, name in enumerate(classes)
     }
+
+
+def confusion_matrix(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, n_classes: int) -> list[list[int]]:
+    """Counts (K, K): row = true class, column = predicted class."""
+    labels = torch.as_tensor(labels).long()
+    counts = torch.bincount(labels * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
+    return counts.view(n_classes, n_classes).tolist()
 
 
 def clean_and_attacked_accuracy(
@@ -96,7 +108,9 @@ def directional_derivatives(
 @dataclass(frozen=True)
 class EvaluationResult:
     """Before/after figures of a model; JSON-ready with `to_dict`. Fields are None where they do not apply (no
-    artifact to attack with, no CAV, no annotated subset)."""
+    attacked images, no CAV, no annotated subset). `attack_source` says where the attacked figures come from
+    (planted, supplied, transplanted), `attack` describes it; `annotated_*` are measured on the samples of the split
+    annotated as showing the artifact."""
 
     clean_acc: float
     clean_acc_per_class: dict
@@ -110,60 +124,133 @@ class EvaluationResult:
     with_artifact_acc: float | None = None
     without_artifact_acc: float | None = None
     split: str = "test"
+    classes: list = field(default_factory=list)
+    confusion: list | None = None
+    attacked_confusion: list | None = None
+    attack_source: str | None = None
+    attack: dict | None = None
+    n_attacked: int | None = None
+    attacked_class: str | None = None
+    n_annotated: int | None = None
+    annotated_tcav_score: float | None = None
+    annotated_tcav_sensitivity: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _tcav(model: LoadedModel, view: SplitView, indices: Sequence[int], cav: Cav, k: int, batch_size: int):
+    """(TCAV score, TCAV sensitivity) of class `k` along `cav` on samples `indices` of `view`."""
+    dds = []
+    for s in range(0, len(indices), batch_size):
+        x, _ = view_batch(view, indices[s : s + batch_size], model)
+        dds.append(directional_derivatives(model, x, cav.vector, cav.layer, k))
+    dd = np.concatenate(dds)
+    return float((dd > 0).mean()), float(np.abs(dd).mean())
+
+
+def _explained(model: LoadedModel, view: SplitView, indices: np.ndarray, cav: Cav | None, k: int | None, batch_size):
+    """R_bias against the masks of what the attack drew and, with a CAV, TCAV score and sensitivity, on samples
+    `indices` of an attacked view (each batch decoded once for both)."""
+    dds, biases = [], []
+    for s in range(0, len(indices), batch_size):
+        part = indices[s : s + batch_size].tolist()
+        x, _ = view_batch(view, part, model)
+        if cav is not None and k is not None:
+            dds.append(directional_derivatives(model, x, cav.vector, cav.layer, k))
+        masks = np.stack([view.mask(i) for i in part])
+        biases.append(r_bias(class_heatmaps(model, x).maps, masks))
+    figures = {"r_bias": float(np.concatenate(biases).mean())}
+    if dds:
+        dd = np.concatenate(dds)
+        figures |= {"tcav_score": float((dd > 0).mean()), "tcav_sensitivity": float(np.abs(dd).mean())}
+    return figures
+
+
+def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None, k: int | None, batch_size: int):
+    """Accuracy over every round; TCAV and R_bias on the first round."""
+    device = next(model.module.parameters()).device
+    logits, labels = [], []
+    for view in attacked.views:
+        logits.append(predict_logits(model.module, Subset(view, attacked.indices.tolist()), device=device))
+        labels.append(view.labels[attacked.indices])
+    logits, labels = torch.cat(logits), np.concatenate(labels)
+    classes = attacked.views[0].classes
+    return {
+        "attacked_acc": accuracy(logits, labels),
+        "attacked_acc_per_class": per_class_accuracy(logits, labels, classes),
+        "attacked_confusion": confusion_matrix(logits, labels, len(classes)),
+        "attack_source": attacked.source,
+        "attack": attacked.detail,
+        "artifact": attacked.views[0].artifact,
+        "n_attacked": len(labels),
+    } | _explained(model, attacked.views[0], attacked.indices, cav, k, batch_size)
+
+
+def _attacked_index(dataset: ClarcDataset, cav: Cav | None, attacked_class: str | None) -> int | None:
+    """The class whose logit TCAV follows: given, else the CAV's attacked class, else the first planted class."""
+    name = attacked_class or (cav.attacked_class if cav is not None else None)
+    name = name or (dataset.planting.classes[0] if dataset.planting else None)
+    if name is None:
+        return None
+    if name not in dataset.classes:
+        raise ConfigError(f"unknown attacked class {name!r}; classes are {list(dataset.classes)}")
+    return dataset.classes.index(name)
+
+
 def evaluate(
     model: LoadedModel,
     dataset: ClarcDataset,
-    cav=None,
+    cav: Cav | None = None,
     *,
     split: str = "test",
     artifact: str | None = None,
     attacked_class: str | None = None,
     artifact_ids: Collection[str] | None = None,
+    attack: AttackConfig | AttackedSet | None = None,
+    donor_ids: Collection[str] = (),
     batch_size: int = 128,
 ) -> EvaluationResult:
-    """Everything a before/after comparison needs. TCAV and R_bias are measured on the attacked view (every sample
-    carries the artifact); `artifact_ids` (annotated real artifacts) adds accuracy with/without them."""
-    figures = clean_and_attacked_accuracy(
-        model, dataset, split=split, artifact=artifact, device=next(model.module.parameters()).device
-    )
-    extra: dict = {}
+    """Everything a before/after comparison needs: clean figures; attacked figures (accuracy, TCAV, R_bias) on the
+    attacked images `attack` asks for (`donor_ids`: training samples annotated as showing the artifact, for the
+    transplant attack); with `artifact_ids` (samples of the split annotated as showing it) accuracy with/without
+    them and TCAV on them. Comparing two models, build the attacked set once (`attacked_set`) and pass it to both:
+    the transplant attack's masks come from a model."""
+    device = next(model.module.parameters()).device
+    clean = dataset.split(split, "clean", model.meta.normalization)
+    clean_logits = predict_logits(model.module, clean, device=device)
+    k = _attacked_index(dataset, cav, attacked_class)
+    figures: dict = {
+        "clean_acc": accuracy(clean_logits, clean.labels),
+        "clean_acc_per_class": per_class_accuracy(clean_logits, clean.labels, dataset.classes),
+        "n": len(clean),
+        "confusion": confusion_matrix(clean_logits, clean.labels, len(dataset.classes)),
+        "classes": list(dataset.classes),
+        "attacked_class": None if k is None else dataset.classes[k],
+    }
+    attacked = attack
+    if not isinstance(attack, AttackedSet):
+        attacked = attacked_set(model, dataset, cav, attack, split=split, artifact=artifact, donor_ids=donor_ids)
+    if attacked is not None:
+        figures |= _attacked_figures(model, attacked, cav, k, batch_size)
     if artifact_ids is not None:
-        view = dataset.split(split, "as_planted", model.meta.normalization)
-        logits = predict_logits(model.module, view, device=next(model.module.parameters()).device)
-        wanted = set(artifact_ids)
-        flags = np.array([sid in wanted for sid in view.sample_ids])
-        hits = logits.argmax(1).numpy() == view.labels
-        extra["with_artifact_acc"] = float(hits[flags].mean()) if flags.any() else None
-        extra["without_artifact_acc"] = float(hits[~flags].mean()) if (~flags).any() else None
-    if "attacked_acc" in figures:
-        attacked_view = dataset.split(split, "attacked", artifact=artifact)
-        name = attacked_class or (dataset.planting.classes[0] if dataset.planting else dataset.classes[0])
-        k = dataset.classes.index(name)
-        dds, biases = [], []
-        for start in range(0, len(attacked_view), batch_size):
-            indices = range(start, min(start + batch_size, len(attacked_view)))
-            x, _ = view_batch(attacked_view, indices, model)
-            if cav is not None:
-                dds.append(directional_derivatives(model, x, cav.vector, cav.layer, k))
-            masks = np.stack([attacked_view.mask(i) for i in indices])
-            biases.append(r_bias(class_heatmaps(model, x).maps, masks))
-        extra["r_bias"] = float(np.concatenate(biases).mean())
-        if dds:
-            dd = np.concatenate(dds)
-            extra["tcav_score"] = float((dd > 0).mean())
-            extra["tcav_sensitivity"] = float(np.abs(dd).mean())
-    return EvaluationResult(
-        clean_acc=figures["clean_acc"],
-        clean_acc_per_class=figures["clean_acc_per_class"],
-        n=figures["n"],
-        attacked_acc=figures.get("attacked_acc"),
-        attacked_acc_per_class=figures.get("attacked_acc_per_class"),
-        artifact=figures.get("artifact"),
-        split=split,
-        **extra,
-    )
+        figures |= _annotated_figures(model, dataset, split, set(artifact_ids), cav, k, batch_size)
+    return EvaluationResult(split=split, **figures)
+
+
+def _annotated_figures(model, dataset, split: str, wanted: set[str], cav: Cav | None, k: int | None, batch_size: int):
+    """Accuracy on the split's samples annotated as showing the artifact and on the others; TCAV on the former."""
+    view = dataset.split(split, "as_planted", model.meta.normalization)
+    logits = predict_logits(model.module, view, device=next(model.module.parameters()).device)
+    flags = np.array([sid in wanted for sid in view.sample_ids])
+    hits = logits.argmax(1).numpy() == view.labels
+    figures = {
+        "with_artifact_acc": float(hits[flags].mean()) if flags.any() else None,
+        "without_artifact_acc": float(hits[~flags].mean()) if (~flags).any() else None,
+        "n_annotated": int(flags.sum()),
+    }
+    if flags.any() and cav is not None and k is not None:
+        figures["annotated_tcav_score"], figures["annotated_tcav_sensitivity"] = _tcav(
+            model, view, np.flatnonzero(flags), cav, k, batch_size
+        )
+    return figures

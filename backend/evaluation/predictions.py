@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from backend.concepts.activations import cached_activations
 from backend.data.views import SplitView
@@ -22,17 +22,21 @@ __all__ = ["Predictions", "cached_predictions", "predict_logits"]
 @torch.no_grad()
 def predict_logits(
     module: nn.Module,
-    view: SplitView,
+    data: SplitView | Subset,
     *,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     num_workers: int = 0,
 ) -> torch.Tensor:
-    """Logits (N, C) of every sample of `view`, in order, on the CPU; the module's train/eval mode is restored."""
-    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    """Logits (N, C) of every sample of a view (or a Subset of one), in order, on the CPU; the module's train/eval
+    mode is restored."""
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     with eval_mode(module):
         out = [module(x.to(device, non_blocking=True)).float().cpu() for x, _ in loader]
-    return torch.cat(out) if out else torch.empty(0, len(view.classes))
+    if out:
+        return torch.cat(out)
+    view = data.dataset if isinstance(data, Subset) else data
+    return torch.empty(0, len(view.classes))
 
 
 @dataclass(frozen=True)

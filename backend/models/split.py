@@ -42,7 +42,8 @@ def split_at_layer(module: nn.Module, layer: str, input_size: int) -> nn.Module:
     upper = nn.Sequential(*_chain_after(module, path))
     with eval_mode(module), capture_layer(module, layer) as captured:
         weight = next(module.parameters())
-        x = torch.rand(2, 3, input_size, input_size, device=weight.device, dtype=weight.dtype)
+        probe = torch.rand(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0), dtype=weight.dtype)
+        x = probe.to(weight.device)
         with torch.no_grad():
             whole = module(x)
             parts = upper(captured[0])

@@ -3,27 +3,32 @@ the workspace's SQLite run store, on local worker processes or a Ray cluster, al
 
 from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
-from backend.runs.export import annotation_hash, export_corrected
+from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
 from backend.runs.job import CorrectionJob, method_config_from, run_correction_job
 from backend.runs.store import FINAL_STATUSES, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
-from backend.runs.sweep import pareto_front, submit_sweep, sweep_summary
+from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
 
 __all__ = [
     "CorrectionJob",
     "FINAL_STATUSES",
     "LocalExecutor",
     "MAX_CPU_JOBS_ENV",
+    "N_EXAMPLES",
     "RUN_STATUSES",
     "RayExecutor",
     "RunRecord",
     "RunStore",
     "STALE_SECONDS",
     "annotation_hash",
+    "cav_file",
     "export_corrected",
+    "load_examples",
+    "save_examples",
     "method_config_from",
     "pareto_front",
     "pid_alive",
     "run_correction_job",
+    "run_name",
     "submit_sweep",
     "sweep_summary",
 ]

@@ -9,13 +9,18 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from backend.concepts import Cav
 from backend.correction import CorrectionResult
 from backend.data.dataset import ClarcDataset
 from backend.evaluation import EvaluationResult
 from backend.models import card_path, find_projection, save_checkpoint
+from backend.storage import atomic_path
 
-__all__ = ["export_corrected", "annotation_hash"]
+__all__ = ["N_EXAMPLES", "export_corrected", "annotation_hash", "cav_file", "load_examples", "save_examples"]
+
+N_EXAMPLES = 6  # example test images of each kind kept with a run
 
 
 def annotation_hash(artifact_ids: Collection[str]) -> str:
@@ -28,24 +33,31 @@ def export_corrected(
     out: str | os.PathLike,
     *,
     cav: Cav,
+    cav_summary: dict | None = None,
     dataset: ClarcDataset,
     before: EvaluationResult,
     after: EvaluationResult,
     artifact_ids: Collection[str] | None = None,
 ) -> tuple[Path, Path]:
-    """Write `<out>` (.safetensors) and its card `<out>.json`; returns both paths. P-ClArC's projection travels in
-    the card and is re-attached by `load_checkpoint`; the weights alone load into the plain architecture."""
+    """Write `<out>` (.safetensors), its card `<out>.json` (naming the CAV: `cav_summary` has its name and quality
+    when known; and where the attacked figures come from) and the CAV itself (`cav_file`); returns the checkpoint's
+    and the card's paths. P-ClArC's projection travels in the card and is re-attached by `load_checkpoint`; the
+    weights alone load into the plain architecture."""
     out = Path(out)
     if out.suffix != ".safetensors":
         out = out / "model.safetensors"
     model = result.model
     correction = dict(model.meta.training.get("correction", {}))
     correction |= {
-        "cav": {
+        "cav": (cav_summary or {})
+        | {
+            "name": cav.name or (cav_summary or {}).get("name"),
             "kind": cav.kind,
             "layer": cav.layer,
             "pooling": cav.pooling,
             "concept": cav.concept,
+            "scope": cav.scope,
+            "attacked_class": cav.attacked_class,
             "n_concept": cav.n_concept,
             "n_other": cav.n_other,
             "vector": [float(v) for v in cav.vector],
@@ -70,4 +82,32 @@ def export_corrected(
         model.meta, training=model.meta.training | {"correction": correction}, metrics=after.to_dict(), created=""
     )
     path = save_checkpoint(model.module, meta, out)
+    cav.save(cav_file(path))
     return path, card_path(path)
+
+
+def cav_file(checkpoint: Path) -> Path:
+    """The CAV a corrected checkpoint was made along, beside it (`<name>.cav.json`), to evaluate or correct again."""
+    return Path(checkpoint).with_suffix(".cav.json")
+
+
+def save_examples(checkpoint: Path, examples: dict) -> Path:
+    """Keep a run's example test images (uint8 images, artifact masks, ids, labels, kinds) beside its checkpoint."""
+    path = Path(checkpoint).with_suffix(".examples.npz")
+    size = examples["images"][0].shape if examples["images"] else (0, 0, 3)
+    with atomic_path(path) as tmp:
+        np.savez_compressed(
+            tmp,
+            images=np.stack(examples["images"]) if examples["images"] else np.zeros((0, *size), np.uint8),
+            masks=np.stack(examples["masks"]) if examples["masks"] else np.zeros((0, *size[:2]), bool),
+            sample_ids=np.array(examples["sample_ids"], dtype=str),
+            labels=np.array(examples["labels"], dtype=np.int64),
+            kinds=np.array(examples["kinds"], dtype=str),
+        )
+    return path
+
+
+def load_examples(path: str | os.PathLike) -> dict:
+    """A run's example test images as `save_examples` wrote them."""
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}

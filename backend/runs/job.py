@@ -8,17 +8,32 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from backend.concepts import CavConfig, CavKind, CavPooling, fit_concept, planted_labels, read_concept_labels
+import numpy as np
+
+from backend.concepts import (
+    DEFAULT_POOLING,
+    DEFAULT_SCOPE,
+    Cav,
+    CavConfig,
+    CavKind,
+    CavPooling,
+    CavScope,
+    check_known_ids,
+    fit_concept,
+    planted_labels,
+    read_concept_labels,
+    resolve_cav,
+)
 from backend.correction import CorrectionCancelled, LoopConfig, correct, get_method, method_names
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
 from backend.errors import ConfigError
-from backend.evaluation import evaluate
+from backend.evaluation import AttackConfig, AttackedSet, attacked_set, evaluate
 from backend.models import load_checkpoint
 from backend.options import check_choices, option
 from backend.progress import ProgressCallback
-from backend.runs.export import export_corrected
+from backend.runs.export import N_EXAMPLES, cav_file, export_corrected, save_examples
 
 __all__ = ["CorrectionJob", "method_config_from", "run_correction_job"]
 
@@ -36,8 +51,9 @@ def method_config_from(method: str, options: dict):
 
 @dataclass(frozen=True)
 class CorrectionJob:
-    """Everything a correction run needs, JSON-serialisable. `labels`: a CSV sample_id,label of the training split
-    (default: the planted artifact)."""
+    """Everything a correction run needs, JSON-serialisable. The CAV is `cav` (a saved CAV's name or id, or a CAV
+    file) or, without one, fitted from `labels` (a CSV sample_id,label; default: the planted artifact) with the same
+    defaults as everywhere else. `attack` says how the attacked test figures are measured."""
 
     out: str
     checkpoint: str = option(str(DEFAULT_CHECKPOINT), help="model checkpoint (default: the shipped default model)")
@@ -45,12 +61,26 @@ class CorrectionJob:
     method: str = option("rrclarc", help="correction method", choices=method_names)
     method_options: dict = field(default_factory=dict)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    layer: str | None = option(None, help="CAV layer (default: the architecture's default)")
-    cav_kind: CavKind = option("pattern", help="kind of CAV the correction follows")
-    pooling: CavPooling = option("mean", help="how the CAV layer's maps are pooled to fit the CAV")
-    labels: str | None = option(
-        None, help="concept labels, a CSV sample_id,label of the training split (default: the planted artifact)"
+    cav: str | None = option(
+        None,
+        help="the CAV to correct along: a saved CAV's name or id, or a CAV file (default: fit one from the labels)",
     )
+    labels: str | None = option(
+        None,
+        help="concept labels, a CSV sample_id,label (1: shows the artifact); training samples mark the artifact, "
+        "test samples give accuracy with and without it (default: the planted artifact)",
+    )
+    layer: str | None = option(None, help="CAV layer when fitting one (default: the architecture's default)")
+    cav_kind: CavKind = option("pattern", help="kind of CAV when fitting one")
+    pooling: CavPooling = option(DEFAULT_POOLING, help="how the layer's maps are pooled when fitting a CAV")
+    cav_scope: CavScope = option(
+        DEFAULT_SCOPE,
+        help="samples a fitted CAV contrasts: those of the attacked class (the seed's default) or all",
+    )
+    attacked_class: str | None = option(
+        None, help="the class the artifact is tied to (default: the CAV's, else where most annotated artifacts are)"
+    )
+    attack: AttackConfig = field(default_factory=AttackConfig)
 
     def __post_init__(self) -> None:
         method_config_from(self.method, self.method_options)
@@ -64,11 +94,59 @@ class CorrectionJob:
     def from_dict(cls, data: dict) -> CorrectionJob:
         data = dict(data)
         data["loop"] = LoopConfig(**data.get("loop", {}))
+        data["attack"] = AttackConfig(**data.get("attack", {}))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown correction job fields: {', '.join(unknown)}")
         return cls(**data)
+
+
+def _job_cav(job: CorrectionJob, model, dataset, labels: dict[str, int] | None, workspace) -> tuple[Cav, dict]:
+    """The CAV the job names, or one fitted from its labels; with its summary for the record."""
+    if job.cav:
+        cav = resolve_cav(job.cav, model, dataset.dataset_id, workspace)
+        return cav, {"name": cav.name or job.cav, "source": job.cav} | _cav_fields(cav)
+    if labels is None:
+        raise ConfigError("no CAV and no concept labels: give --cav, or --labels of the samples showing the artifact")
+    fit = fit_concept(
+        model,
+        dataset,
+        labels,
+        layer=job.layer,
+        pooling=job.pooling,
+        scope=job.cav_scope,
+        attacked_class=job.attacked_class,
+        config=CavConfig(kind=job.cav_kind),
+        n_random=0,
+        workspace=workspace,
+    )
+    return fit.cav, {"name": None, "source": "fitted for this run"} | fit.summary()
+
+
+def _cav_fields(cav: Cav) -> dict:
+    names = ("kind", "layer", "pooling", "concept", "scope", "attacked_class", "n_concept", "n_other")
+    return {k: getattr(cav, k) for k in names}
+
+
+def _examples(dataset, attacked: AttackedSet | None, attacked_class: str | None, annotated: set[str] | None) -> dict:
+    """A few test images to look at before and after: attacked images of other classes than the attacked one (as
+    the evaluation measured them) and test images annotated as showing the artifact."""
+    rows = []  # (image, mask, sample id, label, kind)
+    if attacked is not None:
+        view = attacked.views[0]
+        other = [
+            i for i in attacked.indices if attacked_class is None or view.classes[view.labels[i]] != attacked_class
+        ]
+        for i in other[:N_EXAMPLES]:
+            rows.append((*view.image_and_mask(int(i)), view.sample_ids[i], view.labels[i], attacked.source))
+    if annotated:
+        view = dataset.split("test", "clean")
+        for i in [i for i, sid in enumerate(view.sample_ids) if sid in annotated][:N_EXAMPLES]:
+            image = view.image(i)
+            rows.append((image, np.zeros(image.shape[:2], dtype=bool), view.sample_ids[i], view.labels[i], "annotated"))
+    names = ("images", "masks", "sample_ids", "labels", "kinds")
+    return {name: [row[k] for row in rows] for k, name in enumerate(names)}
 
 
 def run_correction_job(
@@ -78,7 +156,8 @@ def run_correction_job(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> dict:
-    """Run the job; returns paths of the export and the before/after figures."""
+    """Run the job: the CAV, the attacked test images (built once, with the model before correction), the figures
+    before, the correction, the figures after, the export. Returns the export's paths and the figures."""
 
     def check_cancel() -> None:
         if cancel is not None and cancel.is_set():
@@ -86,21 +165,20 @@ def run_correction_job(
 
     model = load_checkpoint(job.checkpoint, device=resolve_device(job.loop.device))
     dataset = open_dataset(job.dataset or model.meta.dataset, workspace)
-    labels = read_concept_labels(job.labels) if job.labels else planted_labels(dataset, "train")
-    concept = fit_concept(
-        model,
-        dataset,
-        labels,
-        layer=job.layer,
-        pooling=job.pooling,
-        config=CavConfig(kind=job.cav_kind),
-        n_random=0,
-        workspace=workspace,
+    labels = read_concept_labels(job.labels) if job.labels else (planted_labels(dataset) if dataset.planting else None)
+    if labels is not None:
+        check_known_ids(dataset, labels)
+    cav, cav_summary = _job_cav(job, model, dataset, labels, workspace)
+    train_ids, test_ids = (set(dataset.split(s).sample_ids) for s in ("train", "test"))
+    marked = {sid for sid, flag in (labels or {}).items() if flag} or set(cav.concept_ids)
+    artifact_ids, annotated_test = marked & train_ids, (marked & test_ids) or None
+    attacked_class = job.attacked_class or cav.attacked_class
+    attacked = attacked_set(model, dataset, cav, job.attack, donor_ids=artifact_ids)
+    figures = dict(
+        attacked_class=attacked_class, artifact_ids=annotated_test, attack=attacked or AttackConfig(attack="none")
     )
-    cav = concept.cav
-    artifact_ids = {sid for sid, flag in labels.items() if flag}
     check_cancel()
-    before = evaluate(model, dataset, cav)
+    before = evaluate(model, dataset, cav, **figures)
     check_cancel()
     result = correct(
         model,
@@ -110,23 +188,34 @@ def run_correction_job(
         method_config_from(job.method, job.method_options),
         job.loop,
         artifact_ids=artifact_ids,
+        attacked_class=attacked_class,
         workspace=workspace,
         on_progress=on_progress,
         cancel=cancel,
     )
     check_cancel()
-    after = evaluate(result.model, dataset, cav)
+    after = evaluate(result.model, dataset, cav, **figures)
+    examples = _examples(dataset, attacked, attacked_class, annotated_test)
     checkpoint, card = export_corrected(
-        result, Path(job.out), cav=cav, dataset=dataset, before=before, after=after, artifact_ids=artifact_ids
+        result,
+        Path(job.out),
+        cav=cav,
+        cav_summary=cav_summary,
+        dataset=dataset,
+        before=before,
+        after=after,
+        artifact_ids=artifact_ids,
     )
     return {
         "checkpoint": str(checkpoint),
         "card": str(card),
+        "cav_file": str(cav_file(checkpoint)),
+        "examples": str(save_examples(checkpoint, examples)),
         "method": job.method,
         "cached_path": result.cached_path,
         "seconds": result.seconds,
         "before": before.to_dict(),
         "after": after.to_dict(),
         "history": result.history,
-        "cav": concept.summary(),
+        "cav": cav_summary,
     }

@@ -12,7 +12,7 @@ from backend.errors import ConfigError
 from backend.runs.job import CorrectionJob
 from backend.runs.store import RunStore
 
-__all__ = ["pareto_front", "submit_sweep", "sweep_summary"]
+__all__ = ["pareto_front", "run_name", "submit_sweep", "sweep_summary"]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
@@ -24,12 +24,25 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return best
 
 
+def run_name(job: CorrectionJob, concept: str | None = None) -> str:
+    """A run's name that says what it is: concept, method, λ (where the method has one) and epochs."""
+    lam = job.method_options.get("lam")
+    if lam is None and "lam" in {f.name for f in fields(get_method(job.method).config)}:
+        lam = get_method(job.method).config().lam
+    parts = [concept or job.cav or "planted artifact", job.method]
+    parts += [f"λ={lam:g}"] if lam is not None else []
+    trains = get_method(job.method).factory.trains
+    parts += [f"{job.loop.epochs} epochs"] if trains else []
+    return " · ".join(parts)
+
+
 def submit_sweep(
     executor,
     base: CorrectionJob,
     lams: Sequence[float],
     methods: Sequence[str] | None = None,
     cav_kinds: Sequence[str] | None = None,
+    concept: str | None = None,
 ) -> tuple[str, list[str]]:
     """Submit the grid as one sweep; methods without a lambda run once per CAV kind. Returns (sweep id, run ids)."""
     if not lams:
@@ -47,14 +60,15 @@ def submit_sweep(
                     cav_kind=kind,
                     method_options=options | ({"lam": float(lam)} if takes_lam else {}),
                 )
-                label = f"{method} {kind}" + (f" lam={lam:g}" if takes_lam else "")
+                label = run_name(job, concept) + (f" · {kind} CAV" if cav_kinds else "")
                 run_ids.append(executor.submit(job, name=label, sweep_id=sweep_id))
     return sweep_id, run_ids
 
 
 def sweep_summary(store: RunStore, sweep_id: str) -> list[dict]:
-    """One row per run: its grid point, status and after-correction figures; `pareto` marks the best trade-offs
-    among the runs that succeeded."""
+    """One row per run: its grid point, status and after-correction figures (the attacked accuracy is the one that
+    exists: planted, supplied or transplanted, as `attack_source` says); `pareto` marks the best trade-offs among the
+    runs that succeeded (on clean accuracy alone when no run has attacked figures)."""
     rows = []
     for record in store.list(sweep_id=sweep_id):
         after = (record.result or {}).get("after") or {}
@@ -68,6 +82,7 @@ def sweep_summary(store: RunStore, sweep_id: str) -> list[dict]:
                 "lam": record.config.get("method_options", {}).get("lam"),
                 "clean_acc": after.get("clean_acc"),
                 "attacked_acc": after.get("attacked_acc"),
+                "attack_source": after.get("attack_source"),
                 "tcav_sensitivity": after.get("tcav_sensitivity"),
                 "pareto": False,
             }

@@ -63,7 +63,8 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
         job = CorrectionJob.from_dict(record.config)
         logger.info("run %s: %s", run_id, job.to_dict())
         summary = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
-        outputs = {"checkpoint": summary["checkpoint"], "card": summary["card"], "log": str(run_dir / "run.log")}
+        kept = ("checkpoint", "card", "cav_file", "examples")
+        outputs = {key: summary[key] for key in kept} | {"log": str(run_dir / "run.log")}
         store.finish(run_id, "succeeded", result=summary, outputs=outputs, progress=1.0, message="done")
     except CorrectionCancelled as exc:
         store.finish(run_id, "cancelled", message=str(exc), outputs={"log": str(run_dir / "run.log")})

@@ -189,7 +189,7 @@ def test_too_few_annotations_explain_what_is_missing(workspace):
     ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
     AnnotationStore(workspace).set_labels(open_dataset(SMALL_SPEC, workspace).dataset_id, CONCEPT, {ids[0]: 1})
     at = _app(page="concepts.py")
-    assert any("at least 2 samples labelled artifact and 2 labelled clean" in i.value for i in at.info)
+    assert any("at least 2 training samples labelled as showing the concept" in i.value for i in at.info)
     assert not any(b.label == "Fit CAV" for b in at.button)
 
 

@@ -116,7 +116,7 @@ def test_save_and_load_round_trip(tmp_path):
         cav.sample_ids,
         cav.params,
     )
-    path.with_suffix(".npy").write_bytes(b"junk")
+    path.write_text('{"vector": "junk')
     with pytest.raises(ConfigError, match="cannot read the CAV"):
         load_cav(path)
     with pytest.raises(ConfigError, match="do not fit a CAV"):

@@ -1,0 +1,178 @@
+"""Where an evaluation's attacked test images come from, so "accuracy with the artifact" exists on every dataset:
+- `planted`: the dataset's planted (or a named registered) artifact drawn into every test image;
+- `supplied`: the user's own attacked copy of the test images (another dataset, paired by sample id);
+- `transplanted`: the artifact cut out of annotated training images (concept-heatmap masks, or mask files the user
+  drew) and pasted into every test image, one donor per image and round (`data.transplant`).
+`auto` takes the first that exists in this order."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from backend.attribution import concept_masks
+from backend.concepts import Cav
+from backend.data import (
+    SPLITS,
+    ClarcDataset,
+    Donor,
+    PairedAttack,
+    SplitView,
+    TransplantAttack,
+    open_dataset,
+    parse_spec,
+    read_mask_files,
+)
+from backend.errors import ConfigError
+from backend.models import LoadedModel
+from backend.options import check_choices, option
+
+__all__ = ["AttackConfig", "AttackSource", "AttackedSet", "attacked_set"]
+
+AttackSource = Literal["auto", "planted", "supplied", "transplanted", "none"]
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """How the attacked test images are made (see the module docstring)."""
+
+    attack: AttackSource = option(
+        "auto",
+        label="attacked images",
+        help="where the test images with the artifact come from: auto (planted if the dataset plants an artifact, "
+        "else the supplied attacked set, else transplanted from annotated training images), planted, supplied, "
+        "transplanted, none",
+    )
+    attacked_dataset: str | None = option(
+        None, help="dataset spec of the same test images with the artifact in them, paired by sample id"
+    )
+    transplant_rounds: int = option(3, help="transplant: donors per test image (each round pastes another one)")
+    transplant_seed: int = option(0, help="transplant: random seed of the donor choice")
+    artifact_masks: str | None = option(
+        None, help="transplant: folder of artifact masks <sample id>.png drawn by hand (default: concept heatmaps)"
+    )
+    transplant_donors: int = option(256, help="transplant: at most this many annotated images to cut the artifact from")
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.transplant_rounds < 1 or self.transplant_donors < 1:
+            raise ConfigError("transplant_rounds and transplant_donors must be at least 1")
+
+
+@dataclass(frozen=True)
+class AttackedSet:
+    """The attacked test images of an evaluation: one view per round over the same samples (`indices` of the
+    split), where they come from, and a JSON-ready description (`detail`)."""
+
+    source: str
+    views: tuple[SplitView, ...]
+    indices: np.ndarray
+    detail: dict
+
+
+def attacked_set(
+    model: LoadedModel,
+    dataset: ClarcDataset,
+    cav: Cav | None,
+    config: AttackConfig | None = None,
+    *,
+    split: str = "test",
+    artifact: str | None = None,
+    donor_ids: Collection[str] = (),
+) -> AttackedSet | None:
+    """The attacked images `config` asks for (None for source `none`, or for `auto` when nothing can attack).
+    `artifact` names a registered artifact to plant; `donor_ids` are training samples annotated as showing it."""
+    config = config or AttackConfig()
+    norm = model.meta.normalization
+    source = config.attack
+    if source == "auto":
+        if artifact or dataset.planting:
+            source = "planted"
+        elif config.attacked_dataset:
+            source = "supplied"
+        elif donor_ids and cav is not None:
+            source = "transplanted"
+        else:
+            return None
+    if source == "none":
+        return None
+    if source == "planted":
+        view = dataset.split(split, "attacked", norm, artifact=artifact)
+        return AttackedSet("planted", (view,), np.arange(len(view)), {"artifact": view.artifact})
+    if source == "supplied":
+        return _supplied(dataset, split, config, norm)
+    return _transplanted(model, dataset, cav, config, split, donor_ids)
+
+
+def _supplied(dataset: ClarcDataset, split: str, config: AttackConfig, norm) -> AttackedSet:
+    if not config.attacked_dataset:
+        raise ConfigError("the supplied attack needs an attacked dataset (a dataset spec)")
+    spec = replace(parse_spec(config.attacked_dataset), size=dataset.image_size)
+    other = open_dataset(spec)
+    images_of = {}
+    for other_split in SPLITS:
+        view = other.split(other_split, "clean")
+        images_of |= {sid: (view, i) for i, sid in enumerate(view.sample_ids)}
+    base = dataset.split(split, "clean")
+    pairs = {}
+    for i, sid in enumerate(base.sample_ids):
+        match = images_of.get(sid) or images_of.get(sid.removeprefix(f"{split}/"))
+        if match is not None:
+            pairs[i] = match
+    if not pairs:
+        raise ConfigError(
+            f"no image of {spec.path} has the sample id of a {split} image (e.g. {base.sample_ids[0]}); the attacked "
+            "copy needs the same file names"
+        )
+    attack = PairedAttack({base.sample_ids[i]: v.image(j) for i, (v, j) in pairs.items()}, str(spec))
+    view = dataset.split(split, "attacked", norm, attack=attack)
+    indices = np.array(sorted(pairs), dtype=np.int64)
+    return AttackedSet("supplied", (view,), indices, {"dataset": str(spec), "paired": len(indices), "of": len(base)})
+
+
+def _transplanted(
+    model: LoadedModel, dataset: ClarcDataset, cav: Cav | None, config: AttackConfig, split: str, donor_ids
+) -> AttackedSet:
+    train = dataset.split("train")
+    wanted = set(donor_ids)
+    donors_at = [i for i, sid in enumerate(train.sample_ids) if sid in wanted]
+    if not donors_at:
+        raise ConfigError("the transplant attack needs training images annotated as showing the artifact")
+    if len(donors_at) > config.transplant_donors:
+        donors_at = sorted(
+            np.random.default_rng(config.transplant_seed).choice(donors_at, config.transplant_donors, replace=False)
+        )
+    ids = [train.sample_ids[i] for i in donors_at]
+    if config.artifact_masks:
+        by_id = read_mask_files(config.artifact_masks, ids, dataset.image_size)
+        donors_at = [i for i, sid in zip(donors_at, ids) if sid in by_id]
+        masks = np.stack([by_id[train.sample_ids[i]] for i in donors_at])
+        mask_source = f"mask files in {config.artifact_masks}"
+    else:
+        if cav is None:
+            raise ConfigError("the transplant attack needs a CAV to find the artifact in the donor images")
+        masks = concept_masks(model, train, donors_at, cav.vector, cav.layer)
+        mask_source = f"concept heatmaps of the CAV in {cav.layer}"
+    donors = [Donor(train.sample_ids[i], train.image(i), m) for i, m in zip(donors_at, masks)]
+    views = tuple(
+        dataset.split(
+            split,
+            "attacked",
+            model.meta.normalization,
+            attack=TransplantAttack(donors, seed=config.transplant_seed, round=r),
+        )
+        for r in range(config.transplant_rounds)
+    )
+    detail = {
+        "donors": len([d for d in donors if d.mask.any()]),
+        "rounds": config.transplant_rounds,
+        "seed": config.transplant_seed,
+        "masks": mask_source,
+        "mean_mask_share": float(masks.mean()),
+        "donor_ids": [d.sample_id for d in donors],
+        "pairs": {sid: [v.attack.donor_for(sid).sample_id for v in views] for sid in views[0].sample_ids},
+    }
+    return AttackedSet("transplanted", views, np.arange(len(views[0])), detail)
