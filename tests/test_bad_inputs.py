@@ -117,13 +117,13 @@ CASES = {
         lambda t, m, d: cached_activations(m, d.split("train"), d.dataset_id, "features.99", workspace=t),
         "features.99",
     ),
-    "concept labels of one kind only": (
-        lambda t, m, d: fit_concept(m, d, dict.fromkeys(d.split("train").sample_ids[:20], 1), workspace=t),
+    "concept labels of one kind only": (  # every sample shows the concept: nothing to contrast it with
+        lambda t, m, d: fit_concept(m, d, dict.fromkeys(d.split("train").sample_ids, 1), workspace=t),
         "2 without",
     ),
     "concept labels of unknown samples": (
         lambda t, m, d: fit_concept(m, d, {"ISIC_9999999": 1, "train_00000": 0}, workspace=t),
-        "not in the train split",
+        "not in the dataset",
     ),
     "labels CSV with a bad label": (lambda t, m, d: read_concept_labels(t / "labels.csv"), "label must be 0 or 1"),
     "annotation label other than 0/1": (

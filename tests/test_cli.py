@@ -6,7 +6,7 @@ import json
 import pytest
 
 from backend.cli import build_parser, main
-from tests.conftest import run_backend
+from tests.conftest import SMALL_SPEC, run_backend
 
 
 def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -86,10 +86,11 @@ def test_cav_from_planted_labels_and_from_a_labels_file(tmp_path):
 
 def test_a_saved_cav_is_listed_exported_imported_and_corrected_along(tmp_path):
     workspace, other = str(tmp_path / "ws"), str(tmp_path / "other")
-    done = run_backend("cav", "--save", "marker", "--random", "0", "--workspace", workspace)
+    small = ("--dataset", SMALL_SPEC)
+    done = run_backend("cav", "--save", "marker", "--random", "0", "--workspace", workspace, *small)
     assert done.returncode == 0 and "saved as 'marker'" in done.stdout, done.stderr
     listed = tmp_path / "list.json"
-    assert run_backend("cavs", "list", "--workspace", workspace, "--json", str(listed)).returncode == 0
+    assert run_backend("cavs", "list", "--workspace", workspace, "--json", str(listed), *small).returncode == 0
     (saved,) = json.loads(listed.read_text())["cavs"]
     assert (saved["name"], saved["scope"], saved["attacked_class"], saved["pooling"]) == (
         "marker",
@@ -98,8 +99,11 @@ def test_a_saved_cav_is_listed_exported_imported_and_corrected_along(tmp_path):
         "mean",
     )
     exported = tmp_path / "marker.json"
-    assert run_backend("cavs", "export", "marker", "--out", str(exported), "--workspace", workspace).returncode == 0
-    done = run_backend("cavs", "import", str(exported), "--name", "copied", "--workspace", other)
+    assert (
+        run_backend("cavs", "export", "marker", "--out", str(exported), "--workspace", workspace, *small).returncode
+        == 0
+    )
+    done = run_backend("cavs", "import", str(exported), "--name", "copied", "--workspace", other, *small)
     assert done.returncode == 0 and "saved as 'copied'" in done.stdout, done.stderr
     report = tmp_path / "correct.json"
     done = run_backend(
@@ -114,14 +118,15 @@ def test_a_saved_cav_is_listed_exported_imported_and_corrected_along(tmp_path):
         other,
         "--json",
         str(report),
+        *small,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(report.read_text())
     card = json.loads((tmp_path / "run" / "model.json").read_text())
     assert summary["cav"]["name"] == card["training"]["correction"]["cav"]["name"] == "copied"
     assert card["training"]["correction"]["cav"]["vector"] == json.loads(exported.read_text())["vector"]
-    done = run_backend("correct", "--cav", "missing", "--out", str(tmp_path / "x"), "--workspace", other)
+    done = run_backend("correct", "--cav", "missing", "--out", str(tmp_path / "x"), "--workspace", other, *small)
     assert done.returncode == 2 and "no saved CAV 'missing'" in done.stderr and "copied" in done.stderr
-    assert run_backend("cavs", "delete", "copied", "--workspace", other).returncode == 0
-    done = run_backend("cavs", "list", "--workspace", other)
+    assert run_backend("cavs", "delete", "copied", "--workspace", other, *small).returncode == 0
+    done = run_backend("cavs", "list", "--workspace", other, *small)
     assert "copied" not in done.stdout

@@ -30,6 +30,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs for every method (default 20, --quick 5)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="5 epochs per method")
+    parser.add_argument("--dataset", help="dataset spec (default: the model's; a smaller one makes a smoke test)")
     parser.add_argument("--markdown", help="write the tables as markdown here (default: next to --json)")
 
 
@@ -59,7 +60,7 @@ def _table(title: str, methods: dict) -> str:
 def bench_correction(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     model = load_checkpoint(args.checkpoint, device=device)
-    dataset = open_dataset(model.meta.dataset, args.workspace)
+    dataset = open_dataset(args.dataset or model.meta.dataset, args.workspace)
     layer = model.default_layer
     epochs = args.epochs or (5 if args.quick else 20)
     loop = LoopConfig(epochs=epochs, device=args.device)

@@ -331,7 +331,7 @@ def _false_state(kind: str, record) -> str | None:
     elif kind in ("corrupt_checkpoint", "missing_checkpoint"):
         ok = record.status == "failed" and error.startswith("CheckpointError:") and record.config["checkpoint"] in error
     elif kind == "unknown_label_ids":
-        ok = record.status == "failed" and error.startswith("ConfigError:") and "not in the train split" in error
+        ok = record.status == "failed" and error.startswith("ConfigError:") and "not in the dataset" in error
     elif kind == "cancel":
         ok = record.status == "cancelled"
     elif record.status != "succeeded":

@@ -31,7 +31,7 @@ from backend.errors import ConfigError
 from backend.evaluation import directional_derivatives, evaluate
 from backend.models import build_model, capture_layer, load_checkpoint, split_at_layer
 from backend.runs import CorrectionJob, export_corrected, method_config_from
-from tests.conftest import run_backend
+from tests.conftest import SMALL_SPEC, run_backend
 
 LAYER = "features.20"
 
@@ -161,7 +161,10 @@ def test_rrr_with_concept_masks(model, small_dataset, cav, workspace):
     assert result.history[0]["penalty"] >= 0
 
 
-def test_export_reloads_with_its_metrics_and_loads_into_plain_torchvision(model, embedded, cav, workspace, tmp_path):
+def test_export_reloads_with_its_metrics_and_loads_into_plain_torchvision(
+    model, small_dataset, cav, workspace, tmp_path
+):
+    embedded = small_dataset  # any planted dataset: the figures must reload exactly
     import torchvision  # noqa: F401
     from safetensors.torch import load_file
 
@@ -261,7 +264,9 @@ def test_cli_correct_and_evaluate(tmp_path):
 @pytest.mark.slow
 def test_bench_correction_quick_writes_both_tables(tmp_path):
     out = tmp_path / "correction.json"
-    done = run_backend("bench", "correction", "--quick", "--epochs", "3", "--json", str(out), timeout=900)
+    done = run_backend(
+        "bench", "correction", "--quick", "--epochs", "3", "--dataset", SMALL_SPEC, "--json", str(out), timeout=900
+    )
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     methods = figures["methods"]

@@ -142,9 +142,9 @@ def test_pareto_front_against_a_hand_made_example():
 def test_executor_overhead_is_at_most_20_percent(tmp_path, workspace):
     """The same correction, started the same way (a fresh Python process that loads model and data), directly through
     the CLI and through the store and a worker: the difference is what the run machinery costs."""
-    job = CorrectionJob(out=str(tmp_path / "direct"), loop=LoopConfig(epochs=5, device="cpu"))
+    job = CorrectionJob(out=str(tmp_path / "direct"), dataset=SMALL_SPEC, loop=LoopConfig(epochs=5, device="cpu"))
     run_correction_job(job, workspace=workspace)  # warm the caches both paths share
-    command = ["correct", "--epochs", "5", "--device", "cpu", "--out", str(tmp_path / "cli")]
+    command = ["correct", "--dataset", SMALL_SPEC, "--epochs", "5", "--device", "cpu", "--out", str(tmp_path / "cli")]
     start = time.perf_counter()
     done = run_backend(*command, timeout=600)
     direct = time.perf_counter() - start
