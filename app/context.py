@@ -15,7 +15,7 @@ from backend.errors import ClarcError
 from backend.models import LoadedModel
 from backend.storage import check_allowed_path
 
-__all__ = ["Context", "current_context", "init_choices"]
+__all__ = ["Context", "chosen_dataset", "chosen_model", "current_context", "init_choices"]
 
 
 @dataclass(frozen=True)
@@ -53,23 +53,33 @@ def _remember_in_url(defaults: dict[str, str]) -> None:
             del st.query_params[key]
 
 
-def _model(path: str) -> LoadedModel:
+def chosen_model() -> LoadedModel:
+    """The checkpoint Setup chose (raises ClarcError, e.g. MissingCardError for a model trained elsewhere)."""
+    init_choices()
+    path = str(check_allowed_path(st.session_state["checkpoint"], "checkpoint"))
     return load_model(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
+
+
+def chosen_dataset(model: LoadedModel) -> ClarcDataset:
+    """The dataset Setup chose (default: the one the model was trained on); its classes must be the model's."""
+    state = st.session_state
+    state.setdefault("dataset_spec", model.meta.dataset or DEFAULT_DATASET)
+    check_allowed_spec(state["dataset_spec"])
+    dataset = load_dataset(state["dataset_spec"])
+    if tuple(dataset.classes) != tuple(model.meta.classes):
+        raise ClarcError(
+            f"The model predicts {list(model.meta.classes)} but the dataset has classes {list(dataset.classes)}: "
+            "choose a dataset of the model's classes (or another model) on Setup."
+        )
+    return dataset
 
 
 def current_context() -> Context:
     """Load what Setup chose; on a bad choice show the error with a pointer to Setup and stop the page."""
     state = st.session_state
-    init_choices()
     try:
-        model = _model(str(check_allowed_path(state["checkpoint"], "checkpoint")))
-        state.setdefault("dataset_spec", model.meta.dataset or DEFAULT_DATASET)
-        check_allowed_spec(state["dataset_spec"])
-        dataset = load_dataset(state["dataset_spec"])
-        if tuple(dataset.classes) != tuple(model.meta.classes):
-            raise ClarcError(
-                f"The model predicts {list(model.meta.classes)} but the dataset has classes {list(dataset.classes)}."
-            )
+        model = chosen_model()
+        dataset = chosen_dataset(model)
         layers = layer_choices(model)
         if state.get("layer") not in layers:
             state["layer"] = model.default_layer if model.default_layer in layers else layers[-1]

@@ -6,12 +6,17 @@ The choices live under shared session keys (`checkpoint`, `dataset_spec`, `layer
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from app.context import current_context, init_choices
-from app.resources import layer_choices, test_accuracy
+from app.context import chosen_model, current_context, init_choices
+from app.resources import layer_choices, load_dataset, test_accuracy
+from backend.data import Normalization
+from backend.defaults import DEFAULT_DATASET
 from backend.errors import ClarcError
-from backend.storage import store_checkpoint_upload
+from backend.models import IMAGENET_NORMALIZATION, MissingCardError, architecture_names, import_checkpoint
+from backend.storage import resolve_workspace, store_checkpoint_upload
 from components.image_grid import image_grid
 from components.plots import class_balance_chart
 
@@ -19,43 +24,110 @@ from components.plots import class_balance_chart
 def render() -> None:
     st.title("ClArC Studio")
     st.caption("Find the shortcuts a skin-lesion classifier learned, and unlearn them.")
+    state = st.session_state
     init_choices()
+    try:  # the model first: the dataset field's default is the dataset it was trained on
+        model, problem = chosen_model(), None
+    except ClarcError as exc:
+        model, problem = None, exc
+    state.setdefault("dataset_spec", (model.meta.dataset if model else None) or DEFAULT_DATASET)
     left, right = st.columns(2)
     left.text_input(
         "Model checkpoint",
         key="checkpoint",
         persist_state="session",
-        help="path of a .safetensors (or weights-only .pt) file",
+        help="path of a .safetensors (or weights-only .pt / Lightning .ckpt) file",
     )
-    left.file_uploader("…or upload one", type=["safetensors", "pt", "pth"], key="setup_upload", on_change=_take_upload)
-    if st.session_state.get("setup_upload_error"):
-        left.error(st.session_state["setup_upload_error"])
-    context = current_context()
+    left.file_uploader(
+        "…or upload one", type=["safetensors", "pt", "pth", "ckpt"], key="setup_upload", on_change=_take_upload
+    )
+    if state.get("setup_upload_error"):
+        left.error(state["setup_upload_error"])
     right.text_input(
         "Dataset",
         key="dataset_spec",
         persist_state="session",
         help="`synthderm` (the embedded benchmark, e.g. `synthderm?artifact=ruler&p=0.3`), "
-        "`isic:/path/to/ISIC_2019_Training_Input` (with its ground-truth CSV) or `folder:/path` (one sub-folder per "
-        "class)",
+        "`isic:/path/to/ISIC_2019_Training_Input` (with its ground-truth CSV), `folder:/path` (one sub-folder per "
+        "class), `boneage:/path`, `celeba:/path?attribute=Blond_Hair` or `imagenet:/path?wnids=n01440764,…`",
     )
-    model, dataset = context.model, context.dataset
+    if model is None:
+        if isinstance(problem, MissingCardError):
+            _import_form()
+        else:
+            st.error(str(problem))
+        st.stop()
+    layers = layer_choices(model)
+    if state.get("layer") not in layers:
+        state["layer"] = model.default_layer if model.default_layer in layers else layers[-1]
     right.selectbox(
         "Layer for concepts",
-        layer_choices(model),
+        layers,
         key="layer",
         persist_state="session",
         help="where CAVs are fitted and the correction acts; the architecture's default is preselected",
     )
+    _model_card(model)
     try:
-        described = dataset.describe()
-        figures = test_accuracy(model, dataset)
+        context = current_context()
+        described = context.dataset.describe()
+        figures = test_accuracy(context.model, context.dataset)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
-    _model_card(context)
     _dataset_summary(described)
-    _test_accuracy(dataset, figures)
+    _test_accuracy(context.dataset, figures)
+
+
+def _import_form() -> None:
+    """A checkpoint without a card (a model trained elsewhere): say what it is, and import it."""
+    state = st.session_state
+    st.warning(
+        "This checkpoint has weights but no model card. Tell ClArC Studio what it is: the architecture, the classes in "
+        "the order of its outputs, its input size and normalisation. Plain state dicts, DataParallel (`module.`) "
+        "and Lightning (`model.`) checkpoints are read without running their code."
+    )
+    try:
+        classes = ", ".join(load_dataset(state["dataset_spec"]).classes)
+    except ClarcError:
+        classes = ""
+    with st.form("setup_import"):
+        c1, c2, c3 = st.columns([1, 2, 1])
+        archs = list(architecture_names())
+        c1.selectbox("Architecture", archs, index=archs.index("resnet18"), key="setup_import_arch")
+        c2.text_input(
+            "Classes, in output order", value=classes, key="setup_import_classes", help="e.g. benign, malignant"
+        )
+        c3.number_input("Input size (px)", value=224, min_value=16, max_value=1024, step=1, key="setup_import_size")
+        m1, m2 = st.columns(2)
+        m1.text_input("Mean", value=", ".join(f"{v:g}" for v in IMAGENET_NORMALIZATION.mean), key="setup_import_mean")
+        m2.text_input("Std", value=", ".join(f"{v:g}" for v in IMAGENET_NORMALIZATION.std), key="setup_import_std")
+        st.form_submit_button("Import checkpoint", type="primary", icon=":material/input:", on_click=_import)
+    if state.get("setup_import_error"):
+        st.error(state["setup_import_error"])
+
+
+def _import() -> None:
+    """Import the checkpoint with what the form says (a callback: it runs before the widgets of the next run)."""
+    state = st.session_state
+    source = Path(state["checkpoint"])
+    try:
+        normalization = Normalization(
+            *(tuple(float(v) for v in state[f"setup_import_{k}"].split(",")) for k in ("mean", "std"))
+        )
+        model = import_checkpoint(
+            source,
+            arch=state["setup_import_arch"],
+            classes=tuple(c.strip() for c in state["setup_import_classes"].split(",") if c.strip()),
+            out=resolve_workspace() / "models" / f"{source.stem}.safetensors",
+            input_size=int(state["setup_import_size"]),
+            normalization=normalization,
+        )
+    except (ClarcError, ValueError, TypeError) as exc:
+        state["setup_import_error"] = f"Not imported: {exc}"
+        return
+    state.pop("setup_import_error", None)
+    state["checkpoint"] = str(model.path)
 
 
 def _take_upload() -> None:
@@ -70,9 +142,8 @@ def _take_upload() -> None:
         state["setup_upload_error"] = str(exc)
 
 
-def _model_card(context) -> None:
+def _model_card(model) -> None:
     st.subheader("Model")
-    model = context.model
     meta = model.meta
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Architecture", meta.arch)

@@ -1,5 +1,5 @@
-"""Command line of ClArC Studio: `python -m backend train | info | cav | cavs | correct | evaluate | runs | bench`,
-one module per command group, each command with --help."""
+"""Command line of ClArC Studio: `python -m backend train | info | import-checkpoint | cav | cavs | correct |
+evaluate | runs | bench`, one module per command group, each command with --help."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 
 from backend.cli.bench import add_bench
+from backend.cli.checkpoints import add_import_checkpoint
 from backend.cli.concepts import add_cav, add_cavs
 from backend.cli.correct import add_correct, add_evaluate
 from backend.cli.info import add_info
@@ -24,7 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     parser = argparse.ArgumentParser(prog="python -m backend", description="ClArC Studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_train, add_info, add_cav, add_cavs, add_correct, add_evaluate, add_runs, add_bench):
+    commands = (
+        add_train,
+        add_info,
+        add_import_checkpoint,
+        add_cav,
+        add_cavs,
+        add_correct,
+        add_evaluate,
+        add_runs,
+        add_bench,
+    )
+    for add in commands:
         add(sub, common)
     return parser
 

@@ -1,4 +1,5 @@
-"""Datasets: the embedded SynthDerm benchmark, planted artifacts, ISIC and image-folder data, dataset specs."""
+"""Datasets: the embedded SynthDerm benchmark, planted artifacts, ISIC, image folders and the seed paper's other
+datasets (Bone Age, CelebA, ImageNet), attacks, dataset specs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 from backend.data.artifacts import ArtifactInfo, apply_artifact, artifact_names, get_artifact, register_artifact
 from backend.data.dataset import ClarcDataset
 from backend.data.embedded import SynthDermDataset, generate_split
+from backend.data.public import BoneAgeDataset, CelebADataset, ImageNetDataset
 from backend.data.real import ImageFolderDataset, ISICDataset, read_image
 from backend.data.spec import DEFAULT_PLANTING_P, DatasetSpec, check_allowed_spec, parse_spec
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample
@@ -15,6 +17,9 @@ from backend.data.views import SPLITS, VIEWS, Attack, Normalization, PlantedAtta
 from backend.storage.workspace import cache_dir
 
 __all__ = [
+    "BoneAgeDataset",
+    "CelebADataset",
+    "ImageNetDataset",
     "Attack",
     "Donor",
     "PairedAttack",
@@ -54,6 +59,11 @@ def open_dataset(
     spec = parse_spec(spec)
     if spec.kind == "synthderm":
         return SynthDermDataset(spec, cache_dir("synthderm", workspace) if cache else None)
-    if spec.kind == "isic":
-        return ISICDataset(spec)
-    return ImageFolderDataset(spec)
+    loaders = {
+        "isic": ISICDataset,
+        "folder": ImageFolderDataset,
+        "boneage": BoneAgeDataset,
+        "celeba": CelebADataset,
+        "imagenet": ImageNetDataset,
+    }
+    return loaders[spec.kind](spec)

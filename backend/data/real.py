@@ -22,7 +22,18 @@ from backend.data.spec import DatasetSpec
 from backend.data.views import SPLITS
 from backend.errors import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "ISIC_CLASS_NAMES", "MAX_IMAGE_PIXELS", "read_image", "ISICDataset", "ImageFolderDataset"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ISIC_CLASS_NAMES",
+    "MAX_IMAGE_PIXELS",
+    "FileDataset",
+    "FileRecord",
+    "ISICDataset",
+    "ImageFolderDataset",
+    "dataset_folder",
+    "images_under",
+    "read_image",
+]
 
 # Larger images are refused before decoding: a dermoscope's 6000 x 4000 (24 MP) fits, a decompression bomb does not.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -58,7 +69,7 @@ _SPLIT_SHARES = (0.8, 0.9)  # cumulative: train below 0.8, val below 0.9, test a
 
 
 @dataclass(frozen=True)
-class _Record:
+class FileRecord:
     sample_id: str
     path: Path
     label: int
@@ -125,10 +136,10 @@ def _hash_split(sample_id: str) -> str:
     return "train" if u < _SPLIT_SHARES[0] else "val" if u < _SPLIT_SHARES[1] else "test"
 
 
-class _FileDataset(ClarcDataset):
+class FileDataset(ClarcDataset):
     """A dataset of image files with known labels; subclasses find the records."""
 
-    def __init__(self, spec: DatasetSpec, classes: tuple[str, ...], records: list[_Record]) -> None:
+    def __init__(self, spec: DatasetSpec, classes: tuple[str, ...], records: list[FileRecord]) -> None:
         super().__init__(spec, classes)
         self._records = records
 
@@ -141,14 +152,14 @@ class _FileDataset(ClarcDataset):
         return ids, labels, lambda i: read_image(paths[i], size)
 
 
-def _folder(spec: DatasetSpec) -> Path:
+def dataset_folder(spec: DatasetSpec) -> Path:
     root = Path(spec.path).expanduser()
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
     return root
 
 
-def _images_under(root: Path) -> list[Path]:
+def images_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -200,14 +211,14 @@ def _parse_isic_rows(truth: Path) -> tuple[tuple[str, ...], list[tuple[str, int]
     return tuple(class_cols), parsed
 
 
-class ISICDataset(_FileDataset):
+class ISICDataset(FileDataset):
     """ISIC 2019/2020 challenge layout: images (in the folder or any sub-folder) + a ground-truth CSV."""
 
     def __init__(self, spec: DatasetSpec) -> None:
-        root = _folder(spec)
+        root = dataset_folder(spec)
         truth = _find_ground_truth(root)
         columns, rows = _parse_isic_rows(truth)
-        by_stem = {p.stem: p for p in _images_under(root)}
+        by_stem = {p.stem: p for p in images_under(root)}
         missing = [name for name, _ in rows if name not in by_stem]
         if missing:
             raise DatasetError(
@@ -216,24 +227,24 @@ class ISICDataset(_FileDataset):
         used = sorted({label for _, label in rows})  # drop classes without samples (ISIC 2019's UNK)
         remap = {old: new for new, old in enumerate(used)}
         classes = tuple(ISIC_CLASS_NAMES.get(columns[i], columns[i]) for i in used)
-        records = [_Record(name, by_stem[name], remap[label], None) for name, label in rows]
+        records = [FileRecord(name, by_stem[name], remap[label], None) for name, label in rows]
         super().__init__(spec, classes, records)
 
 
-class ImageFolderDataset(_FileDataset):
+class ImageFolderDataset(FileDataset):
     """One sub-folder per class (`root/<class>/*.png`), optionally below `train/`, `val/`, `test/` folders."""
 
     def __init__(self, spec: DatasetSpec) -> None:
-        root = _folder(spec)
+        root = dataset_folder(spec)
         split_dirs = [s for s in SPLITS if (root / s).is_dir()]
         bases = [(root / s, s) for s in split_dirs] if split_dirs else [(root, None)]
         found: list[tuple[str, Path, str, str | None]] = []
         for base, split in bases:
             for class_dir in sorted(p for p in base.iterdir() if p.is_dir()):
-                for path in _images_under(class_dir):
+                for path in images_under(class_dir):
                     found.append((path.relative_to(root).with_suffix("").as_posix(), path, class_dir.name, split))
         if not found:
             raise DatasetError(f"no images found in {root}: expected one sub-folder of images per class")
         classes = tuple(sorted({name for _, _, name, _ in found}))
-        records = [_Record(sid, path, classes.index(name), split) for sid, path, name, split in found]
+        records = [FileRecord(sid, path, classes.index(name), split) for sid, path, name, split in found]
         super().__init__(spec, classes, records)

@@ -5,6 +5,9 @@
     synthderm?artifact=none                    the embedded images without any planted artifact
     isic:/data/isic2019                        ISIC challenge layout (images + ground-truth CSV)
     folder:/data/lesions?size=128              one sub-folder per class (optionally under train/val/test)
+    boneage:/data/rsna-bone-age?bins=5         RSNA Bone Age; classes are equal-width bins of the bone age
+    celeba:/data/celeba?attribute=Blond_Hair   CelebA; two classes: without / with the attribute
+    imagenet:/data/ILSVRC?wnids=n01440764,n02102040   ImageNet (ILSVRC layout), a subset of its classes
 
 Real datasets take the same `artifact`, `p`, `classes` parameters to plant a controlled artifact.
 """
@@ -23,7 +26,7 @@ from backend.storage.paths import check_allowed_path
 
 __all__ = ["DatasetKind", "DatasetSpec", "parse_spec", "check_allowed_spec", "DEFAULT_PLANTING_P"]
 
-DatasetKind = Literal["synthderm", "isic", "folder"]
+DatasetKind = Literal["synthderm", "isic", "folder", "boneage", "celeba", "imagenet"]
 
 # The embedded benchmark: surgical-ink markers in a share of the melanoma training images.
 DEFAULT_ARTIFACT = "skin_marker"
@@ -46,6 +49,9 @@ class DatasetSpec:
     n_train: int = _SYNTHDERM_SIZES["n_train"]
     n_val: int = _SYNTHDERM_SIZES["n_val"]
     n_test: int = _SYNTHDERM_SIZES["n_test"]
+    bins: int = 5
+    attribute: str = "Blond_Hair"
+    wnids: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +70,8 @@ class DatasetSpec:
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 2 <= self.bins <= 50:
+            raise ConfigError(f"bins must be between 2 and 50, got {self.bins}")
         if self.extra:
             raise ConfigError(f"unknown dataset spec parameters: {', '.join(sorted(self.extra))}")
 
@@ -76,6 +84,11 @@ class DatasetSpec:
         params |= {"seed": str(self.seed), "size": str(self.size)}
         if self.kind == "synthderm":
             params |= {name: str(getattr(self, name)) for name in _SYNTHDERM_SIZES}
+        params |= {
+            "boneage": {"bins": str(self.bins)},
+            "celeba": {"attribute": self.attribute},
+            "imagenet": {"wnids": ",".join(self.wnids)} if self.wnids else {},
+        }.get(self.kind, {})
         return head + "?" + "&".join(f"{k}={v}" for k, v in params.items())
 
     @property
@@ -87,18 +100,19 @@ class DatasetSpec:
         data = asdict(self)
         data.pop("extra")
         data["classes"] = list(self.classes)
+        data["wnids"] = list(self.wnids)
         return data
 
 
 def _parse_value(name: str, raw: str):
     try:
-        if name in ("seed", "size", "n_train", "n_val", "n_test"):
+        if name in ("seed", "size", "n_train", "n_val", "n_test", "bins"):
             return int(raw)
         if name == "p":
             return float(raw)
     except ValueError:
         raise ConfigError(f"dataset parameter {name}={raw!r} is not a number") from None
-    if name == "classes":
+    if name in ("classes", "wnids"):
         return tuple(c.strip() for c in raw.split(",") if c.strip())
     if name == "artifact":
         return None if raw.lower() in ("", "none") else raw

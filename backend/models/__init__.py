@@ -3,6 +3,7 @@ by name, the module lock, and the concept projection a P-ClArC model carries."""
 
 from backend.models.checkpoint import (
     LoadedModel,
+    MissingCardError,
     ModelMeta,
     card_path,
     file_sha256,
@@ -10,6 +11,7 @@ from backend.models.checkpoint import (
     model_fingerprint,
     save_checkpoint,
 )
+from backend.models.importing import IMAGENET_NORMALIZATION, import_checkpoint, strip_prefix
 from backend.models.layers import LayerInfo, candidate_layers, capture_layer, eval_mode, get_layer, output_layer
 from backend.models.locking import module_lock
 from backend.models.projection import ConceptProjection, attach_projection, find_projection, project_along
@@ -24,6 +26,10 @@ from backend.models.registry import (
 from backend.models.split import split_at_layer
 
 __all__ = [
+    "IMAGENET_NORMALIZATION",
+    "MissingCardError",
+    "import_checkpoint",
+    "strip_prefix",
     "Architecture",
     "CompactVGG",
     "ConceptProjection",

@@ -30,7 +30,10 @@ from backend.models.registry import build_model, get_architecture
 from backend.storage.files import atomic_path
 
 __all__ = [
+    "MissingCardError",
     "ModelMeta",
+    "check_state",
+    "read_weights",
     "LoadedModel",
     "save_checkpoint",
     "load_checkpoint",
@@ -209,7 +212,21 @@ def _read_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     return dict(payload), meta
 
 
-def _check_state(state: dict[str, torch.Tensor], model: nn.Module, meta: ModelMeta, path: Path) -> None:
+class MissingCardError(CheckpointError):
+    """A checkpoint with weights but no card (architecture, classes, input size): a model trained elsewhere."""
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The state dict of a checkpoint file and the card it carries (None without one), read without unpickling code:
+    safetensors, or a torch file holding a state dict or {"state_dict": ..., "meta": ...} (Lightning's too)."""
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    if path.suffix in _TORCH_SUFFIXES:
+        return _read_torch(path)
+    raise CheckpointError(f"unsupported checkpoint type {path.suffix!r}: use .safetensors or .pt/.pth/.ckpt")
+
+
+def check_state(state: dict[str, torch.Tensor], model: nn.Module, meta: ModelMeta, path: Path) -> None:
     """Compare keys and shapes before loading, to say exactly what does not match."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -248,16 +265,12 @@ def load_checkpoint(
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        state, meta_dict = _read_safetensors(path)
-    elif path.suffix in _TORCH_SUFFIXES:
-        state, meta_dict = _read_torch(path)
-    else:
-        raise CheckpointError(f"unsupported checkpoint type {path.suffix!r}: use .safetensors or .pt/.pth")
+    state, meta_dict = read_weights(path)
     meta_dict = meta_dict or _read_sidecar(path)
     if meta_dict is None:
-        raise CheckpointError(
-            f"{path} carries no metadata (architecture, classes, input size); put it in {card_path(path).name}"
+        raise MissingCardError(
+            f"{path} carries no metadata (architecture, classes, input size): import it with its architecture and "
+            f"classes (Setup, or `python -m backend import-checkpoint`), or put them in {card_path(path).name}"
         )
     meta = ModelMeta.from_dict(meta_dict)
     if arch is not None and arch != meta.arch:
@@ -265,7 +278,7 @@ def load_checkpoint(
     if classes is not None and tuple(classes) != meta.classes:
         raise CheckpointError(f"{path} predicts classes {list(meta.classes)}, not {list(classes)}")
     module = build_model(meta.arch, len(meta.classes))
-    _check_state(state, module, meta, path)
+    check_state(state, module, meta, path)
     module.load_state_dict(state)
     module.to(device).eval()
     projection = (meta.training.get("correction") or {}).get("projection")
