@@ -33,7 +33,7 @@ def test_spec_parameters_and_identity():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ("imagenet", "must start with one of"),
+        ("mnist", "must start with one of"),
         ("synthderm?artifact=sticker", "unknown artifact 'sticker'"),
         ("synthderm?p=1.5", r"p must be in \[0, 1\]"),
         ("synthderm?p=lots", "is not a number"),
