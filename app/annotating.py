@@ -18,6 +18,7 @@ __all__ = [
     "ACTIVE",
     "apply_labels",
     "cav_scores_for",
+    "concept_manager",
     "concept_picker",
     "fitted_cav",
     "label_columns",
@@ -62,8 +63,9 @@ def _name() -> None:
     st.session_state[ACTIVE] = st.session_state["new_concept"]
 
 
-def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) -> None:
-    """Write labels (None removes one) as one undoable change and say what happened."""
+def apply_labels(context: Context, concept: str, labels: dict[str, int | None], *, activate: bool = True) -> None:
+    """Write labels (None removes one) as one undoable change and say what happened; `activate` makes `concept` the
+    one being annotated."""
     try:
         batch = annotation_store().set_labels(context.dataset_id, concept, labels)
     except ClarcError as exc:
@@ -77,7 +79,8 @@ def apply_labels(context: Context, concept: str, labels: dict[str, int | None]) 
         what = f"Marked {n} as {' / '.join(sorted(LABEL_NAMES[v] for v in values if v is not None))}"
     if batch:
         st.toast(f"{what} · {concept}", icon=":material/save:")
-        st.session_state[ACTIVE] = concept
+        if activate:
+            st.session_state[ACTIVE] = concept
     else:
         st.toast("Nothing changed: the labels were already stored.", icon=":material/info:")
 
@@ -86,8 +89,47 @@ def undo_last(context: Context) -> None:
     undone = annotation_store().undo(context.dataset_id)
     if undone is None:
         st.toast("Nothing to undo.", icon=":material/info:")
-    else:
-        st.toast(f"Undid the last change: {undone['n']} label(s) of {undone['concept']}", icon=":material/undo:")
+        return
+    st.toast(f"Undid the last change: {undone['n']} label(s) of {undone['concept']}", icon=":material/undo:")
+    _keep_active_concept(context)
+
+
+def _keep_active_concept(context: Context) -> None:
+    """When the active concept has no labels left (an undo, a delete), make the first remaining one active."""
+    names = [c.name for c in annotation_store().concepts(context.dataset_id)]
+    if st.session_state.get(ACTIVE) not in names:
+        st.session_state[ACTIVE] = names[0] if names else None
+
+
+def concept_manager(context: Context) -> None:
+    """The dataset's concepts with their counts; rename or delete one (both undoable)."""
+    st.dataframe(label_columns(context), hide_index=True, key="concepts_of_dataset")
+    names = [c.name for c in annotation_store().concepts(context.dataset_id)]
+    if not names:
+        return
+    c1, c2, c3, c4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
+    chosen = c1.selectbox("Concept to change", names, key="manage_concept")
+    c2.text_input("New name", value=chosen, key=f"manage_name_{chosen}")
+    c3.button("Rename", key="manage_rename", on_click=_rename, args=(context, chosen))
+    c4.button("Delete", key="manage_delete", icon=":material/delete:", on_click=_delete, args=(context, chosen))
+
+
+def _rename(context: Context, concept: str) -> None:
+    new = st.session_state[f"manage_name_{concept}"].strip()
+    try:
+        annotation_store().rename_concept(context.dataset_id, concept, new)
+    except ClarcError as exc:
+        st.toast(f"Not renamed: {exc}", icon=":material/error:")
+        return
+    if st.session_state.get(ACTIVE) == concept:
+        st.session_state[ACTIVE] = new
+    st.toast(f"Renamed “{concept}” to “{new}” (Undo reverts it)", icon=":material/edit:")
+
+
+def _delete(context: Context, concept: str) -> None:
+    annotation_store().delete_concept(context.dataset_id, concept)
+    st.toast(f"Deleted the labels of “{concept}” (Undo brings them back)", icon=":material/delete:")
+    _keep_active_concept(context)
 
 
 def label_columns(context: Context) -> pd.DataFrame:

@@ -147,27 +147,39 @@ def _fit_form(context: Context, concept: str, labels: dict[str, int], view) -> C
 
 def _quality(fit: ConceptFit) -> None:
     sig = fit.significance
+    held_out = fit.held_out_auc if fit.held_out_auc is not None else (sig.score if sig else None)
+    where = "the validation split" if fit.held_out_auc is not None else "30% of the fitting samples, held out"
     m = st.columns(5)
     m[0].metric("Kind", fit.cav.kind)
-    m[1].metric("Separability (AUC)", f"{fit.train_auc:.3f}", help="how well the scores separate the annotated samples")
-    m[2].metric(
-        "Held-out AUC", "—" if fit.held_out_auc is None else f"{fit.held_out_auc:.3f}", help="on the validation split"
-    )
+    m[1].metric("Separability (AUC)", f"{fit.train_auc:.3f}", help="how well the scores separate the fitting samples")
+    m[2].metric("Held-out AUC", "—" if held_out is None else f"{held_out:.3f}", help=f"on {where}")
     m[3].metric(
         "Alignment with the artifact",
         "—" if fit.alignment is None else f"{fit.alignment:.3f}",
         help="cosine with the change the planted artifact causes in the layer (benchmark data only)",
     )
-    m[4].metric("p against random CAVs", "—" if sig is None else f"{sig.p_value:.3f}")
+    n = 0 if sig is None else len(sig.null)
+    m[4].metric("p against random CAVs", "—" if sig is None else _p_text(sig), help=f"{n} CAVs of random splits")
     if sig is None:
-        st.info("Annotate at least 3 artifact and 3 clean samples to test the CAV against random directions.")
-    elif sig.p_value > SIGNIFICANCE_LEVEL:
+        st.info("Label at least 3 samples with and 3 without the concept to test the CAV against random directions.")
+        return
+    spread = f"random CAVs reach {np.median(sig.null):.3f} (median), {sig.null.max():.3f} at best"
+    if sig.p_value > SIGNIFICANCE_LEVEL:
         st.warning(
-            f"This concept is not distinguishable from random splits of the same samples (AUC on held-out "
-            f"annotations {sig.score:.3f}, p = {sig.p_value:.3f}): annotate more, or check the labels."
+            f"This concept is not distinguishable from random splits of the same samples (held-out AUC "
+            f"{sig.score:.3f}; {spread}; p = {sig.p_value:.3f}): annotate more, or check the labels."
         )
     else:
-        st.success(f"Held-out AUC {sig.score:.3f} beats {len(sig.null)} CAVs of random splits (p = {sig.p_value:.3f}).")
+        p_value = _p_text(sig)
+        p_value = p_value if p_value[0] in "<≤" else f"= {p_value}"
+        st.success(f"Held-out AUC {sig.score:.3f} beats {n} CAVs of random splits ({spread}; p {p_value}).")
+
+
+def _p_text(sig) -> str:
+    """The p-value, or its bound when no random CAV reached the concept's score."""
+    if (sig.null >= sig.score).sum() == 0:
+        return f"< {1 / len(sig.null):.2g}" if len(sig.null) >= 100 else f"≤ {sig.p_value:.3f}"
+    return f"{sig.p_value:.3f}"
 
 
 def _separation(context: Context, fit: ConceptFit, scores: np.ndarray) -> None:

@@ -106,9 +106,6 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
     if loop_values.get("device") == "cuda" and not torch.cuda.is_available():
         st.warning("No GPU on this machine: the run would fail; choose auto or cpu.")
 
-    state = st.session_state
-    state["correct_concept"] = concept
-
     def job() -> CorrectionJob:
         labels = annotation_store().labels(context.dataset_id, concept) if concept else {}
         return CorrectionJob(
@@ -119,6 +116,7 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
             method_options=options,
             loop=LoopConfig(**loop_values),
             cav=None if choice == FIT else choice,
+            concept=concept,
             layer=context.layer,
             cav_kind=cav_kind,
             attacked_class=attacked,
@@ -143,7 +141,7 @@ def _launchers(job, method: str) -> None:
     if b1.button("Launch run", type="primary", icon=":material/play_arrow:"):
         try:
             built = job()
-            run_id = executor().submit(built, name=run_name(built, state.get("correct_concept")))
+            run_id = executor().submit(built, name=run_name(built))
         except ClarcError as exc:
             st.error(f"Not launched: {exc}")
         else:
@@ -160,7 +158,7 @@ def _launchers(job, method: str) -> None:
     if b3.button("Launch sweep", icon=":material/stacked_line_chart:", disabled=not takes_lam):
         try:
             lams = [float(v) for v in lams_text.replace(";", ",").split(",") if v.strip()]
-            sweep_id, run_ids = submit_sweep(executor(), job(), lams, concept=state.get("correct_concept"))
+            sweep_id, run_ids = submit_sweep(executor(), job(), lams)
         except ValueError:
             st.error(f"Not launched: {lams_text!r} is not a comma-separated list of numbers")
         except ClarcError as exc:

@@ -4,13 +4,14 @@ This page's session keys start with `explore_`."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.annotating import apply_labels, cav_scores_for, concept_picker, label_columns, undo_last
+from app.annotating import apply_labels, cav_scores_for, concept_manager, concept_picker, undo_last
 from app.context import Context, current_context
 from app.resources import EXPLORE_SPLIT, annotation_store, embedding, heatmaps, outlier_scores, predictions
 from backend.data import SPLITS, SplitView
@@ -53,7 +54,8 @@ class _Page:
     def caption(self, i: int) -> str:
         truth, guess = self.classes[self.preds.labels[i]], self.classes[self.preds.predicted[i]]
         mark = "" if truth == guess else " ✗"
-        return f"{self.view.sample_ids[i]} · {truth} → {guess} ({self.preds.confidence[i]:.0%}){mark}"
+        name = self.view.sample_ids[i].rsplit("/", 1)[-1]  # the file name; its folders repeat the class
+        return f"{name} · {truth} → {guess} ({self.preds.confidence[i]:.0%}){mark}"
 
     def others(self, sid: str) -> str:
         """The sample's labels of the other concepts, one line."""
@@ -106,7 +108,7 @@ def render() -> None:
     {"Grid": _grid, "Embedding": _embedding, "Import / export": _import_export}[mode](page)
     st.divider()
     st.caption("Concepts of this dataset")
-    st.dataframe(label_columns(context), hide_index=True)
+    concept_manager(context)
 
 
 def _picked(view: SplitView) -> list[str]:
@@ -211,7 +213,9 @@ def _grid(page: _Page) -> None:
     if not len(order):
         st.warning("No image matches these filters.")
         st.stop()
-    number = st.pagination(n_pages, key="explore_grid_page", max_visible_pages=9)
+    # one pager per filter setting: other filters start on their first page
+    signature = zlib.crc32(repr((filters, view.split, page.concept)).encode())
+    number = st.pagination(n_pages, key=f"explore_grid_page_{signature}", max_visible_pages=9)
     shown = order[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = tuple(int(i) for i in shown)
     maps = heatmaps(context.model, context.dataset, shown_ids, view.split) if look != "input" else None
@@ -272,7 +276,7 @@ def _embedding(page: _Page) -> None:
         "CAV score": page.cav_scores,
     }[colour]
     event = st.plotly_chart(
-        embedding_scatter(points, values, colour, list(view.sample_ids)),
+        embedding_scatter(points, values, colour, list(view.sample_ids), categories=classes),
         key="explore_embedding",
         on_select="rerun",
         selection_mode=("lasso", "box"),
@@ -284,43 +288,62 @@ def _embedding(page: _Page) -> None:
     _checklist(page, chosen)
 
 
+CHECKLIST_MAX = 1000  # rows a lasso's checklist lists (thumbnails included); a larger selection is refused
+
+
 def _checklist(page: _Page, chosen: list[int]) -> None:
-    """The images of a lasso selection, to untick the false positives and save the rest under a concept."""
-    view, classes, preds = page.view, page.classes, page.preds
+    """The images of a lasso selection: tick those that show the concept and save them under a concept. Rows start
+    unticked; labels a sample already has for that concept are kept unless overwriting is asked for."""
+    view, classes, preds, state = page.view, page.classes, page.preds, st.session_state
     st.subheader(f"{len(chosen)} selected")
-    st.caption("Untick the images that do not show the concept, then save the rest.")
-    shown = chosen[:200]
-    if len(chosen) > len(shown):
-        st.warning(f"Showing the first {len(shown)} of {len(chosen)}; select a smaller region to see them all.")
+    if len(chosen) > CHECKLIST_MAX:
+        st.warning(
+            f"{len(chosen)} images are more than a checklist can show ({CHECKLIST_MAX}): select a smaller region."
+        )
+        return
+    st.caption("Tick the images that show the concept (or tick all and untick the false positives), then save them.")
+    selection = hash(tuple(chosen))
+    all_key = f"explore_checklist_all_{selection}"
+    t1, t2, _ = st.columns([1, 1, 4])
+    t1.button("Tick all", key="explore_tick_all", on_click=lambda: state.update({all_key: True}))
+    t2.button("Untick all", key="explore_untick_all", on_click=lambda: state.update({all_key: False}))
+    ticked = bool(state.get(all_key, False))
     table = pd.DataFrame(
         {
-            "keep": True,
-            "image": [data_url(thumbnail_png(view.image(i))) for i in shown],
-            "sample_id": [view.sample_ids[i] for i in shown],
-            "true class": [classes[preds.labels[i]] for i in shown],
-            "predicted": [classes[preds.predicted[i]] for i in shown],
-            "label": [LABEL_NAMES.get(page.labels.get(view.sample_ids[i]), "unlabelled") for i in shown],
+            "keep": ticked,
+            "image": [data_url(thumbnail_png(view.image(i))) for i in chosen],
+            "sample_id": [view.sample_ids[i] for i in chosen],
+            "true class": [classes[preds.labels[i]] for i in chosen],
+            "predicted": [classes[preds.predicted[i]] for i in chosen],
+            "label": [LABEL_NAMES.get(page.labels.get(view.sample_ids[i]), "unlabelled") for i in chosen],
         }
     )
     edited = st.data_editor(
         table,
-        key=f"explore_checklist_{hash(tuple(shown))}",
+        key=f"explore_checklist_{selection}_{int(ticked)}",
         hide_index=True,
         disabled=["image", "sample_id", "true class", "predicted", "label"],
         column_config={"image": st.column_config.ImageColumn("image", width="small")},
         row_height=56,
     )
     kept = edited.loc[edited["keep"], "sample_id"].tolist()
-    name = st.text_input("Concept", value=page.concept, key="explore_checklist_concept", help="e.g. skin marker, ruler")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.text_input("Concept", value=page.concept, key="explore_checklist_concept", help="e.g. skin marker, ruler")
+    overwrite = c2.toggle("Overwrite existing labels", key="explore_checklist_overwrite")
+    target = name.strip() or page.concept
+    existing = page.all_labels.get(target, {})
     s1, s2 = st.columns(2)
     for col, value, icon, kind in ((s1, 1, ":material/flag:", "primary"), (s2, 0, ":material/check:", "secondary")):
+        todo = {sid: value for sid in kept if overwrite or sid not in existing}
+        skipped = len(kept) - len(todo)
         col.button(
-            f"Save {len(kept)} as {LABEL_NAMES[value]}",
+            f"Save {len(todo)} as {LABEL_NAMES[value]}" + (f" ({skipped} already labelled, kept)" if skipped else ""),
             type=kind,
             icon=icon,
-            disabled=not kept,
+            disabled=not todo,
             on_click=apply_labels,
-            args=(page.context, name.strip() or page.concept, dict.fromkeys(kept, value)),
+            args=(page.context, target, todo),
+            kwargs={"activate": target == page.concept},
         )
 
 

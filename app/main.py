@@ -18,5 +18,6 @@ pages = [
     st.Page(str(_HERE / "concepts.py"), title="Concepts", icon=":material/explore:", url_path="concepts"),
     st.Page(str(_HERE / "correct.py"), title="Correct", icon=":material/healing:", url_path="correct"),
     st.Page(str(_HERE / "results.py"), title="Results", icon=":material/compare:", url_path="results"),
+    st.Page(str(_HERE / "runs.py"), title="Runs", icon=":material/table_chart:", url_path="runs"),
 ]
 st.navigation(pages).run()

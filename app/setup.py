@@ -75,6 +75,7 @@ def render() -> None:
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
+    st.caption(f"Dataset: `{described['spec']}`")  # the whole spec, which the field above may cut off
     _dataset_summary(described)
     _test_accuracy(context.dataset, figures)
 

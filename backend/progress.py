@@ -10,16 +10,20 @@ __all__ = ["ProgressEvent", "ProgressCallback"]
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """`step` of `total` in a named `stage` (e.g. "epoch"), with the latest figures of that step."""
+    """`step` of `total` in a named `stage` (e.g. "epoch"), with the latest figures of that step; `overall`, when
+    given, is how far the whole job is (0..1), and `message` says it in words."""
 
     stage: str
     step: int
     total: int
     metrics: dict = field(default_factory=dict)
     message: str = ""
+    overall: float | None = None
 
     @property
     def fraction(self) -> float:
+        if self.overall is not None:
+            return self.overall
         return self.step / self.total if self.total else 1.0
 
 

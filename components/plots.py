@@ -14,6 +14,7 @@ __all__ = [
     "divergence_heatmap",
     "embedding_scatter",
     "loss_chart",
+    "loss_overlay",
     "roc_chart",
     "score_histogram",
     "selected_rows",
@@ -39,20 +40,39 @@ def class_balance_chart(counts: dict[str, dict[str, int]]) -> go.Figure:
 _MARGIN = dict(l=10, r=10, t=30, b=10)
 
 
-def embedding_scatter(points: np.ndarray, values: Sequence, colour: str, sample_ids: Sequence[str]) -> go.Figure:
+_LABEL_COLOURS = {"unlabelled": "#c8c8c8", "clean": "#2a9d8f", "artifact": "#c0392b"}
+_PALETTE = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#2ca02c")
+
+
+def embedding_scatter(
+    points: np.ndarray,
+    values: Sequence,
+    colour: str,
+    sample_ids: Sequence[str],
+    categories: Sequence[str] | None = None,
+) -> go.Figure:
     """2-D embedding (N, 2), coloured by a category or a score; hovering shows the sample id. Each point carries
-    its row index as customdata, so a selection maps back to samples whatever the trace."""
+    its row index as customdata, so a selection maps back to samples whatever the trace. Categories keep their
+    colour between reruns (`categories` fixes their order, e.g. the classes); annotation labels have their own
+    colours, unlabelled points grey and drawn first, under the labelled ones."""
     values = list(values)
     fig = go.Figure()
     if values and isinstance(values[0], str):
-        for category in sorted(set(values)):
+        order = list(categories) if categories else sorted(set(values))
+        if set(values) <= set(_LABEL_COLOURS):
+            order, colours = list(_LABEL_COLOURS), _LABEL_COLOURS
+        else:
+            colours = {c: _PALETTE[k % len(_PALETTE)] for k, c in enumerate(order)}
+        for category in order:
             rows = [i for i, v in enumerate(values) if v == category]
+            if not rows:
+                continue
             fig.add_scattergl(
                 x=points[rows, 0],
                 y=points[rows, 1],
                 mode="markers",
                 name=category,
-                marker=dict(size=5),
+                marker=dict(size=5, color=colours[category]),
                 text=[sample_ids[i] for i in rows],
                 customdata=[[i] for i in rows],
                 hovertemplate="%{text}<extra>" + category + "</extra>",
@@ -169,7 +189,20 @@ def loss_chart(history: Sequence[dict]) -> go.Figure:
     for name in ("loss", "ce", "penalty"):
         if history and name in history[0]:
             fig.add_scatter(x=epochs, y=[h[name] for h in history], mode="lines+markers", name=name)
-    fig.update_layout(height=280, margin=_MARGIN, xaxis_title="epoch", xaxis_dtick=1, yaxis_type="log")
+    fig.update_layout(height=280, margin=_MARGIN, xaxis_title="epoch", xaxis_dtick=1)
+    # log axis labelled with whole values (plotly's default labels minor ticks by their first digit: "5 2 1 5 2 0.1")
+    fig.update_yaxes(type="log", tickformat=".2~g", title="per sample")
+    return fig
+
+
+def loss_overlay(histories: dict[str, Sequence[dict]], metric: str = "loss") -> go.Figure:
+    """One line per run of `metric` (loss, ce or penalty) per epoch: several runs' training compared."""
+    fig = go.Figure()
+    for name, history in histories.items():
+        points = [h for h in history if h.get(metric) is not None]
+        fig.add_scatter(x=[h["epoch"] for h in points], y=[h[metric] for h in points], mode="lines+markers", name=name)
+    fig.update_layout(height=320, margin=_MARGIN, xaxis_title="epoch", legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(type="log", tickformat=".2~g", title=f"{metric} per sample")
     return fig
 
 

@@ -42,7 +42,7 @@ def sample_grid(
             st.markdown(_BADGE[tile.label] + (f"  \n:small[{tile.others}]" if tile.others else ""))
             if selectable and st.checkbox("select", key=pick_key(key, tile.sample_id), persist_state="page"):
                 picked.append(tile.sample_id)
-            row = st.container(horizontal=True, gap=None)
+            row = st.container(horizontal=True, gap="small")
             for value, icon in ((1, ":material/flag:"), (0, ":material/check:")):
                 row.button(
                     LABEL_NAMES[value],

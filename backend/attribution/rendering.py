@@ -15,6 +15,8 @@ __all__ = ["heatmap_colors", "heatmap_rgba", "overlay", "side_by_side_png", "ima
 
 # Blue (negative) -> white (zero) -> red (positive), anchors at -1, -0.5, 0, 0.5, 1.
 _ANCHORS = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+_ROBUST_PERCENTILE = 99.5
+_LUMINANCE = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights of R, G, B
 _COLOURS = np.array([[0.02, 0.19, 0.58], [0.42, 0.62, 0.86], [1.0, 1.0, 1.0], [0.94, 0.54, 0.40], [0.60, 0.0, 0.05]])
 
 
@@ -38,22 +40,35 @@ def heatmap_colors(heatmap: np.ndarray) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
+def _robust_peak(heatmap: np.ndarray) -> float:
+    """The 99.5th percentile of |relevance| (the maximum when that is zero): a few extreme pixels do not set the
+    scale, so the broad relevance around them stays visible."""
+    magnitude = np.abs(heatmap)
+    peak = float(np.percentile(magnitude, _ROBUST_PERCENTILE))
+    return peak if peak > 0 else float(magnitude.max())
+
+
 def heatmap_rgba(heatmap: np.ndarray, max_alpha: float = 0.85) -> np.ndarray:
-    """uint8 RGBA (H, W, 4): the colormap with opacity growing with |relevance| (transparent at zero)."""
+    """uint8 RGBA (H, W, 4): the colormap with opacity growing with |relevance| (transparent at zero), scaled by a
+    robust peak and with a square-root ramp, so moderate relevance is seen, not only the few strongest pixels."""
     heatmap = _check_heatmap(heatmap)
-    alpha = np.abs(_symmetric(heatmap)) * max_alpha
-    return np.concatenate([heatmap_colors(heatmap), (alpha[..., None] * 255 + 0.5).astype(np.uint8)], axis=-1)
+    peak = _robust_peak(heatmap)
+    scaled = np.clip(heatmap / peak, -1, 1) if peak > 0 else np.zeros_like(heatmap)
+    alpha = np.sqrt(np.abs(scaled)) * max_alpha
+    return np.concatenate([heatmap_colors(scaled), (alpha[..., None] * 255 + 0.5).astype(np.uint8)], axis=-1)
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, max_alpha: float = 0.85) -> np.ndarray:
-    """uint8 RGB (H, W, 3): the heatmap's RGBA blended over the image."""
+    """uint8 RGB (H, W, 3): the heatmap's RGBA blended over the image in grey, so a red artifact cannot hide red
+    relevance."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ConfigError(f"overlay needs a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
     if image.shape[:2] != np.shape(heatmap):
         raise ConfigError(f"image {image.shape[:2]} and heatmap {np.shape(heatmap)} differ in size")
     rgba = heatmap_rgba(heatmap, max_alpha).astype(np.float64) / 255
-    out = image.astype(np.float64) / 255 * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:]
+    grey = (image.astype(np.float64) / 255 @ _LUMINANCE)[..., None]
+    out = grey * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:]
     return (out * 255 + 0.5).astype(np.uint8)
 
 

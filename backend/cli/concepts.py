@@ -45,7 +45,11 @@ def add_cav(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) ->
     p.add_argument("--attacked-class", help="the class the concept is tied to (default: where most of it is)")
     add_options(p, CavConfig)
     p.add_argument("--concept", default="artifact", help="name of the concept, e.g. 'skin marker'")
-    p.add_argument("--random", type=int, default=20, help="random CAVs for the significance test (0: skip)")
+    p.add_argument(
+        "--random",
+        type=int,
+        help="random CAVs for the significance test (default 100 for pattern, 20 for filters; 0: skip)",
+    )
     p.add_argument("--save", metavar="NAME", help="save the CAV in the workspace under this name")
     p.add_argument("--out", help="also write the CAV to this file (.json)")
     p.add_argument("--json", help="write the quality figures as JSON to this file")

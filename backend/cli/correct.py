@@ -42,9 +42,12 @@ def _run_correct(args: argparse.Namespace) -> int:
     bar = tqdm(total=job.loop.epochs, desc=job.method, unit="epoch", file=sys.stderr, disable=None)
 
     def on_progress(event) -> None:
+        if event.stage != "epoch":
+            bar.write(event.message, file=sys.stderr)
+            return
         bar.update(1)
         figures = " ".join(f"{k}={v:.4g}" for k, v in event.metrics.items() if k != "epoch")
-        bar.write(f"epoch {event.step}/{event.total} {figures}", file=sys.stderr)
+        bar.write(f"{event.message} {figures}", file=sys.stderr)
 
     try:
         summary = run_correction_job(job, workspace=args.workspace, on_progress=on_progress)

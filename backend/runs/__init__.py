@@ -1,6 +1,7 @@
 """Runs: a correction job (load, fit, measure, correct, measure, export) executed in the background, persisted in
 the workspace's SQLite run store, on local worker processes or a Ray cluster, alone or as sweeps."""
 
+from backend.runs.compare import FILTERS, filter_rows, loss_histories, run_rows
 from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
 from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
@@ -10,6 +11,7 @@ from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summa
 
 __all__ = [
     "CorrectionJob",
+    "FILTERS",
     "FINAL_STATUSES",
     "LocalExecutor",
     "MAX_CPU_JOBS_ENV",
@@ -22,12 +24,15 @@ __all__ = [
     "annotation_hash",
     "cav_file",
     "export_corrected",
+    "filter_rows",
+    "loss_histories",
     "load_examples",
     "save_examples",
     "method_config_from",
     "pareto_front",
     "pid_alive",
     "run_correction_job",
+    "run_rows",
     "run_name",
     "submit_sweep",
     "sweep_summary",

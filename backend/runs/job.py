@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from backend.errors import ConfigError
 from backend.evaluation import AttackConfig, AttackedSet, attacked_set, evaluate
 from backend.models import load_checkpoint
 from backend.options import check_choices, option
-from backend.progress import ProgressCallback
+from backend.progress import ProgressCallback, ProgressEvent
 from backend.runs.export import N_EXAMPLES, cav_file, export_corrected, save_examples
 
 __all__ = ["CorrectionJob", "method_config_from", "run_correction_job"]
@@ -69,6 +70,9 @@ class CorrectionJob:
         None,
         help="concept labels, a CSV sample_id,label (1: shows the artifact); training samples mark the artifact, "
         "test samples give accuracy with and without it (default: the planted artifact)",
+    )
+    concept: str | None = option(
+        None, help="the concept's name, for the run's name and record (default: the saved CAV's, else 'artifact')"
     )
     layer: str | None = option(None, help="CAV layer when fitting one (default: the architecture's default)")
     cav_kind: CavKind = option("pattern", help="kind of CAV when fitting one")
@@ -118,6 +122,7 @@ def _job_cav(job: CorrectionJob, model, dataset, labels: dict[str, int] | None, 
         scope=job.cav_scope,
         attacked_class=job.attacked_class,
         config=CavConfig(kind=job.cav_kind),
+        concept=job.concept or "artifact",
         n_random=0,
         workspace=workspace,
     )
@@ -149,6 +154,34 @@ def _examples(dataset, attacked: AttackedSet | None, attacked_class: str | None,
     return {name: [row[k] for row in rows] for k, name in enumerate(names)}
 
 
+class _Progress:
+    """What a job is doing, in words and as a share of the whole (the epochs span 20% to 90%), with an estimate of
+    the time left while it trains (the epochs' mean time, plus one more evaluation)."""
+
+    _TRAINING = (0.2, 0.9)
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.evaluation_seconds = 0.0
+        self.epoch_seconds: list[float] = []
+
+    def phase(self, message: str, overall: float) -> None:
+        if self.on_progress:
+            self.on_progress(ProgressEvent("phase", 0, 1, message=message, overall=overall))
+
+    def epoch(self, event: ProgressEvent) -> None:
+        self.epoch_seconds.append(float(event.metrics.get("seconds", 0.0)))
+        left = (event.total - event.step) * float(np.mean(self.epoch_seconds)) + self.evaluation_seconds
+        low, high = self._TRAINING
+        message = f"epoch {event.step}/{event.total} · about {_duration(left)} left"
+        if self.on_progress:
+            self.on_progress(replace(event, message=message, overall=low + (high - low) * event.fraction))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def run_correction_job(
     job: CorrectionJob,
     *,
@@ -163,22 +196,29 @@ def run_correction_job(
         if cancel is not None and cancel.is_set():
             raise CorrectionCancelled(f"{job.method} run cancelled")
 
+    progress = _Progress(on_progress)
+    progress.phase("loading the model and the data", 0.0)
     model = load_checkpoint(job.checkpoint, device=resolve_device(job.loop.device))
     dataset = open_dataset(job.dataset or model.meta.dataset, workspace)
     labels = read_concept_labels(job.labels) if job.labels else (planted_labels(dataset) if dataset.planting else None)
     if labels is not None:
         check_known_ids(dataset, labels)
+    progress.phase("fitting the CAV" if not job.cav else "reading the CAV", 0.05)
     cav, cav_summary = _job_cav(job, model, dataset, labels, workspace)
     train_ids, test_ids = (set(dataset.split(s).sample_ids) for s in ("train", "test"))
     marked = {sid for sid, flag in (labels or {}).items() if flag} or set(cav.concept_ids)
     artifact_ids, annotated_test = marked & train_ids, (marked & test_ids) or None
     attacked_class = job.attacked_class or cav.attacked_class
+    progress.phase("making the attacked test images", 0.1)
     attacked = attacked_set(model, dataset, cav, job.attack, donor_ids=artifact_ids)
     figures = dict(
         attacked_class=attacked_class, artifact_ids=annotated_test, attack=attacked or AttackConfig(attack="none")
     )
     check_cancel()
+    progress.phase("evaluating the model before the correction", 0.12)
+    started = time.perf_counter()
     before = evaluate(model, dataset, cav, **figures)
+    progress.evaluation_seconds = time.perf_counter() - started
     check_cancel()
     result = correct(
         model,
@@ -190,11 +230,13 @@ def run_correction_job(
         artifact_ids=artifact_ids,
         attacked_class=attacked_class,
         workspace=workspace,
-        on_progress=on_progress,
+        on_progress=progress.epoch,
         cancel=cancel,
     )
     check_cancel()
+    progress.phase("evaluating the corrected model", 0.9)
     after = evaluate(result.model, dataset, cav, **figures)
+    progress.phase("exporting the corrected model", 0.98)
     examples = _examples(dataset, attacked, attacked_class, annotated_test)
     checkpoint, card = export_corrected(
         result,

@@ -201,13 +201,15 @@ class RunStore:
             ).rowcount
         return changed == 1
 
-    def add_metrics(self, run_id: str, step: int, data: dict, progress: float, message: str = "") -> None:
+    def add_metrics(self, run_id: str, step: int, data: dict | None, progress: float, message: str = "") -> None:
+        """Record a step's figures (None: only where the run is) with the run's progress and what it is doing."""
         now = time.time()
         with self._write() as db:
-            db.execute(
-                "INSERT INTO metrics (run_id, step, data, time) VALUES (?, ?, ?, ?)",
-                (run_id, step, json.dumps(data), now),
-            )
+            if data is not None:
+                db.execute(
+                    "INSERT INTO metrics (run_id, step, data, time) VALUES (?, ?, ?, ?)",
+                    (run_id, step, json.dumps(data), now),
+                )
             db.execute(
                 "UPDATE runs SET progress = ?, message = ?, heartbeat = ? WHERE id = ?",
                 (progress, message, now, run_id),

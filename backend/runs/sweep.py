@@ -24,12 +24,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return best
 
 
-def run_name(job: CorrectionJob, concept: str | None = None) -> str:
+def run_name(job: CorrectionJob) -> str:
     """A run's name that says what it is: concept, method, λ (where the method has one) and epochs."""
     lam = job.method_options.get("lam")
     if lam is None and "lam" in {f.name for f in fields(get_method(job.method).config)}:
         lam = get_method(job.method).config().lam
-    parts = [concept or job.cav or "planted artifact", job.method]
+    parts = [job.concept or job.cav or "planted artifact", job.method]
     parts += [f"λ={lam:g}"] if lam is not None else []
     trains = get_method(job.method).factory.trains
     parts += [f"{job.loop.epochs} epochs"] if trains else []
@@ -42,7 +42,6 @@ def submit_sweep(
     lams: Sequence[float],
     methods: Sequence[str] | None = None,
     cav_kinds: Sequence[str] | None = None,
-    concept: str | None = None,
 ) -> tuple[str, list[str]]:
     """Submit the grid as one sweep; methods without a lambda run once per CAV kind. Returns (sweep id, run ids)."""
     if not lams:
@@ -60,7 +59,7 @@ def submit_sweep(
                     cav_kind=kind,
                     method_options=options | ({"lam": float(lam)} if takes_lam else {}),
                 )
-                label = run_name(job, concept) + (f" · {kind} CAV" if cav_kinds else "")
+                label = run_name(job) + (f" · {kind} CAV" if cav_kinds else "")
                 run_ids.append(executor.submit(job, name=label, sweep_id=sweep_id))
     return sweep_id, run_ids
 

@@ -52,9 +52,9 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
         store.add_metrics(
             run_id,
             event.step,
-            event.metrics,
+            event.metrics if event.stage == "epoch" else None,  # the loss history holds epochs only
             progress=event.fraction,
-            message=f"{event.stage} {event.step}/{event.total}",
+            message=event.message or f"{event.stage} {event.step}/{event.total}",
         )
 
     beating = threading.Thread(target=heartbeat, name=f"heartbeat-{run_id}", daemon=True)

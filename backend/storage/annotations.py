@@ -169,6 +169,29 @@ class AnnotationStore:
         log.info("deleted concept %r of %s (%d labels, batch %d)", concept, dataset_id, n, batch)
         return batch
 
+    def rename_concept(self, dataset_id: str, concept: str, new_name: str) -> int:
+        """Move every label of `concept` to `new_name` as one undoable batch; its id. The new name must be free."""
+        dataset_id, concept, new_name = _dataset(dataset_id), _concept(concept), _concept(new_name)
+        if new_name == concept:
+            return 0
+        with self._connect(write=True) as db:
+            taken = db.execute(
+                "SELECT 1 FROM annotations WHERE dataset_id = ? AND concept = ? LIMIT 1", (dataset_id, new_name)
+            ).fetchone()
+            if taken:
+                raise ConfigError(f"a concept named {new_name!r} already has labels; choose another name")
+            labels = dict(
+                db.execute(
+                    "SELECT sample_id, label FROM annotations WHERE dataset_id = ? AND concept = ?",
+                    (dataset_id, concept),
+                ).fetchall()
+            )
+            if not labels:
+                raise ConfigError(f"the concept {concept!r} has no labels to rename")
+            batch, _ = self._apply(db, dataset_id, {new_name: labels, concept: None}, "rename")
+        log.info("renamed concept %r of %s to %r (batch %d)", concept, dataset_id, new_name, batch)
+        return batch
+
     def undo(self, dataset_id: str) -> dict | None:
         """Revert the latest batch of `dataset_id` not undone yet; what it reverted, or None if nothing is left."""
         dataset_id = _dataset(dataset_id)

@@ -170,6 +170,8 @@ def test_fitting_a_cav_and_confirming_suggestions(workspace):
     assert metrics["Kind"] == "pattern" and float(metrics["Separability (AUC)"]) > 0.9
     assert float(metrics["Alignment with the artifact"]) > 0.5
     assert at.success and "beats" in at.success[0].value  # significant against random CAVs
+    # 100 random CAVs: p is no longer capped at 1/21 = 0.048
+    assert float(metrics["p against random CAVs"].lstrip("<≤ ")) < 0.045
     suggested = [b for b in at.button if b.key and b.key.startswith("concepts_suggest_artifact_")]
     assert len(suggested) == 12
     sample = suggested[0].key.removeprefix("concepts_suggest_artifact_")
@@ -182,6 +184,19 @@ def test_fitting_a_cav_and_confirming_suggestions(workspace):
     at.selectbox(key="explore_sort").set_value("CAV score, highest first")
     _run(at)
     assert not any("Fit a CAV" in i.value for i in at.info)
+
+
+def test_without_a_planted_artifact_the_held_out_auc_is_on_held_out_annotations(workspace):
+    spec = SMALL_SPEC + "&artifact=none"
+    view = open_dataset(SMALL_SPEC, workspace).split("train")  # the same images, ids and (here meaningless) labels
+    planted = {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)}
+    AnnotationStore(workspace).set_labels(open_dataset(spec, workspace).dataset_id, CONCEPT, planted)
+    at = _app(spec=spec, page="concepts.py")
+    _click(at, _button(at, "Fit CAV"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Held-out AUC"] != "—" and metrics["Alignment with the artifact"] == "—"
+    banner = (at.success or at.warning)[0].value
+    assert metrics["Held-out AUC"] in banner  # the metric and the banner say the same
 
 
 def test_too_few_annotations_explain_what_is_missing(workspace):
@@ -247,7 +262,11 @@ def test_changing_the_layer_reaches_the_other_pages():
 
 def test_embedding_selection_opens_a_checklist_and_saves_the_kept_samples(workspace):
     _clear(workspace)
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    dataset_id = open_dataset(SMALL_SPEC, workspace).dataset_id
+    AnnotationStore(workspace).set_labels(dataset_id, "ruler", {ids[15]: 0})  # an existing clean label
     at = _app(page="explore.py")
+    at.session_state["active_concept"] = CONCEPT  # annotating another concept than the checklist's
     at.segmented_control(key="explore_mode").set_value("Embedding")
     _run(at)
     assert at.selectbox(key="explore_embed_method").value == "pca" and len(at.get("plotly_chart")) == 1
@@ -258,21 +277,69 @@ def test_embedding_selection_opens_a_checklist_and_saves_the_kept_samples(worksp
     }
     _run(at)
     assert at.subheader[0].value == "6 selected"
-    at.session_state[f"explore_checklist_{hash(tuple(chosen))}"] = {
-        "edited_rows": {0: {"keep": False}},  # untick a false positive
+    editor = f"explore_checklist_{hash(tuple(chosen))}_0"
+    assert not at.session_state[editor]["edited_rows"] if editor in at.session_state else True  # rows start unticked
+    at.session_state[editor] = {
+        "edited_rows": {k: {"keep": True} for k in range(6) if k != 0},  # tick all but a false positive
         "added_rows": [],
         "deleted_rows": [],
     }
     _run(at)
     at.text_input(key="explore_checklist_concept").set_value("ruler")
     _run(at)
-    _click(at, _button(at, "Save 5 as artifact"))
-    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
-    stored = AnnotationStore(workspace).labels(open_dataset(SMALL_SPEC, workspace).dataset_id, "ruler")
-    assert stored == {ids[i]: 1 for i in chosen[1:]}
+    _click(at, _button(at, "Save 4 as artifact (1 already labelled, kept)"))
+    stored = AnnotationStore(workspace).labels(dataset_id, "ruler")
+    assert stored == {ids[i]: 1 for i in chosen[1:5]} | {ids[15]: 0}  # the clean label was not overwritten
+    assert at.session_state["active_concept"] == CONCEPT  # saving under "ruler" did not switch the concept
     for colour in ("predicted class", "annotation"):
         at.selectbox(key="explore_embed_colour").set_value(colour)
         _run(at)
+
+
+def test_a_large_lasso_lists_every_selected_image(workspace):
+    _clear(workspace)
+    at = _app(page="explore.py")
+    at.segmented_control(key="explore_mode").set_value("Embedding")
+    _run(at)
+    at.session_state["explore_embedding"] = {
+        "selection": {"points": [{"customdata": [i]} for i in range(110)], "point_indices": [], "box": [], "lasso": []}
+    }
+    _run(at)
+    _click(at, _button(at, "Tick all"))
+    assert any(b.label == "Save 110 as artifact" for b in at.button)
+
+
+def test_concepts_are_renamed_deleted_and_undo_restores_them(workspace):
+    _clear(workspace)
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    dataset_id = open_dataset(SMALL_SPEC, workspace).dataset_id
+    store = AnnotationStore(workspace)
+    store.set_labels(dataset_id, CONCEPT, {ids[0]: 1, ids[1]: 0})
+    at = _app(page="explore.py")
+    at.text_input(key=f"manage_name_{CONCEPT}").set_value("marker ink")
+    _click(at, _button(at, "Rename"))
+    assert [c.name for c in store.concepts(dataset_id)] == ["marker ink"]
+    assert at.selectbox(key="concept").value == "marker ink"  # the active concept followed
+    _click(at, _button(at, "Delete"))
+    assert store.concepts(dataset_id) == []
+    _click(at, _button(at, "Undo"))
+    assert store.labels(dataset_id, "marker ink") == {ids[0]: 1, ids[1]: 0}
+
+
+def test_undo_of_a_new_concept_leaves_no_empty_concept_selected(workspace):
+    _clear(workspace)
+    ids = open_dataset(SMALL_SPEC, workspace).split("train").sample_ids
+    dataset_id = open_dataset(SMALL_SPEC, workspace).dataset_id
+    AnnotationStore(workspace).set_labels(dataset_id, CONCEPT, {ids[0]: 1})
+    at = _app(page="explore.py")
+    at.selectbox(key="concept").set_value("+ new concept…")
+    _run(at)
+    at.text_input(key="new_concept").set_value("band-aid")
+    _run(at)
+    _annotate(at, n_artifact=2, n_clean=0)
+    assert at.selectbox(key="concept").value == "band-aid"
+    _click(at, _button(at, "Undo"))
+    assert at.selectbox(key="concept").value == CONCEPT
 
 
 def _planted_annotations(workspace) -> None:
@@ -312,6 +379,27 @@ def test_a_sweep_runs_every_lambda_and_results_show_its_trade_off(workspace):
     _run(at)
     assert any(s.value == "The sweep's trade-off" for s in at.subheader)
     assert len(at.dataframe[1].value) == 2  # one row per run of the sweep
+    at.switch_page("runs.py")
+    _run(at)
+    table = at.dataframe[0].value
+    assert set(table["run"]) >= {r.id for r in records}
+    row = table.set_index("run").loc[records[0].id]
+    assert row["clean_acc after"] == pytest.approx(records[0].result["after"]["clean_acc"])
+    assert row["concept"] == CONCEPT and row["method"] == "rrclarc" and row["lam"] == 1e2
+    at.multiselect(key="runs_filter_method").select("rrclarc")
+    at.multiselect(key="runs_filter_status").select("succeeded")
+    at.multiselect(key="runs_filter_concept").select(CONCEPT)
+    _run(at)
+    table = at.dataframe[0].value
+    assert set(table["method"]) == {"rrclarc"} and set(table["status"]) == {"succeeded"}
+    assert set(table["concept"]) == {CONCEPT} and set(table["run"]) >= {r.id for r in records}
+    at.multiselect(key="runs_compare").set_value([r.id for r in records])
+    at.radio(key="runs_curve").set_value("penalty")
+    _run(at)
+    side = at.dataframe[1].value
+    assert len(side.columns) == 2 and "attacked_acc after" in side.index
+    overlay = at.get("plotly_chart")[-1].proto.spec
+    assert overlay.count('"name"') >= 2 and "penalty per sample" in overlay  # one curve per compared run
 
 
 def test_cancel_stops_a_running_run(workspace):
@@ -360,3 +448,50 @@ def test_ticks_survive_paging_through_the_grid(workspace):
     _run(at)
     _click(at, _button(at, "Selected → artifact"))
     assert len(_labels(workspace)) == 5
+
+
+def test_comparing_cav_kinds_draws_their_similarity(workspace):
+    _planted_annotations(workspace)
+    at = _app(page="concepts.py")
+    _click(at, _button(at, "Fit CAV"))
+    _click(at, _button(at, "Fit every kind and compare"))  # raised StreamlitWidgetAlreadyInstantiatedError before
+    assert len(at.get("plotly_chart")) == 3  # the histogram, the ROC and the kinds' similarity
+
+
+def test_a_bad_setup_choice_keeps_every_field_editable(workspace):
+    at = _app()
+    at.text_input(key="checkpoint").set_value(str(workspace / "no-such-model.safetensors"))
+    _run(at)
+    assert at.error and "not found" in at.error[0].value
+    assert at.text_input(key="dataset_spec") is not None  # the dataset field is still there
+    at.text_input(key="checkpoint").set_value(str(DEFAULT_CHECKPOINT))
+    at.text_input(key="dataset_spec").set_value(SMALL_SPEC + "&artifact=none&classes=nevus")
+    _run(at)
+    at.text_input(key="dataset_spec").set_value("folder:/no/such/folder")
+    _run(at)
+    assert at.error and at.text_input(key="dataset_spec").value == "folder:/no/such/folder"
+    assert {m.label for m in at.metric} >= {"Architecture"}  # the model card stays
+    at.text_input(key="dataset_spec").set_value(SMALL_SPEC)
+    _run(at)
+    assert not at.error and "Clean" in {m.label for m in at.metric}  # fixed without a reload
+
+
+def test_correct_keeps_its_knobs_across_pages(workspace):
+    _planted_annotations(workspace)
+    at = _app(page="correct.py")
+    at.number_input(key="correct_loop_epochs").set_value(7)
+    _run(at)
+    at.switch_page("results.py")
+    _run(at)
+    at.switch_page("correct.py")
+    _run(at)
+    assert at.number_input(key="correct_loop_epochs").value == 7
+
+
+def test_changing_a_filter_goes_back_to_the_first_page(workspace):
+    at = _app(page="explore.py")
+    at.get("pagination")[0].set_value(3)
+    _run(at)
+    at.multiselect(key="explore_filter_true").set_value(["nevus"])
+    _run(at)
+    assert at.get("pagination")[0].value == 1

@@ -38,6 +38,21 @@ def test_rgba_overlay_png_and_grid():
     assert Image.open(io.BytesIO(to_png(grid))).size == (17, 26)
 
 
+def test_overlays_show_broad_relevance_and_red_artifacts_cannot_hide_it():
+    rng = np.random.default_rng(0)
+    hm = np.abs(rng.normal(0, 1, (64, 64))) * 0.1
+    hm[20:40, 20:40] += 1.0  # a region of moderate relevance
+    hm[5, 5] = 50.0  # and one extreme pixel, as LRP maps often have
+    alpha = heatmap_rgba(hm)[..., 3] / 255
+    assert (alpha >= 0.2 * 0.85).mean() >= 0.10  # the region is visible, not only the extreme pixel
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[..., 0] = 220  # a red artifact everywhere
+    blended = overlay(red, np.zeros((64, 64))).astype(int)
+    assert (blended[..., 0] == blended[..., 1]).all() and (blended[..., 1] == blended[..., 2]).all()
+    hot = overlay(red, hm).astype(int)
+    assert (hot[30, 30, 0] - hot[30, 30, 2]) > 60  # relevance is red over the grey image
+
+
 def test_bad_input():
     with pytest.raises(ConfigError, match=r"\(H, W\)"):
         heatmap_colors(np.zeros((2, 3, 3)))

@@ -190,3 +190,17 @@ def test_runs_cli_submit_sweep_list_show_cancel(tmp_path):
     assert done.returncode == 0 and "succeeded" in done.stdout  # a finished run stays as it was
     done = cli("show", "no-such-run")
     assert done.returncode == 2 and "no run 'no-such-run'" in done.stderr
+
+
+def test_a_job_says_what_it_is_doing_and_how_long_is_left(tmp_path, workspace):
+    events = []
+    job = CorrectionJob(out=str(tmp_path / "run"), dataset=SMALL_SPEC, loop=LoopConfig(epochs=3, device="cpu"))
+    run_correction_job(job, workspace=workspace, on_progress=events.append)
+    messages = [e.message for e in events]
+    assert messages[:2] == ["loading the model and the data", "fitting the CAV"]
+    assert "evaluating the model before the correction" in messages and messages[-1] == "exporting the corrected model"
+    epochs = [e for e in events if e.stage == "epoch"]
+    assert [e.message.split(" · ")[0] for e in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(" left" in e.message for e in epochs)
+    overall = [e.fraction for e in events]
+    assert overall == sorted(overall) and overall[0] == 0.0 and overall[-1] < 1.0
