@@ -13,7 +13,7 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
-from backend.runs import N_EXAMPLES, RunRecord, load_examples, sweep_summary
+from backend.runs import N_EXAMPLES, RunRecord, build_report, load_examples, sweep_summary
 from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
 
@@ -182,7 +182,7 @@ def _export(record: RunRecord) -> None:
     st.subheader("Export")
     checkpoint = Path(record.outputs["checkpoint"])
     card = Path(record.outputs["card"])
-    d1, d2 = st.columns(2)
+    d1, d2, d3 = st.columns(3)
     d1.download_button(
         "Corrected checkpoint (.safetensors)",
         checkpoint.read_bytes(),
@@ -200,8 +200,39 @@ def _export(record: RunRecord) -> None:
         icon=":material/description:",
         key="results_download_card",
     )
+    _report(record, d3)
     with st.expander("Model card"):
         st.json(json.loads(card.read_text()), expanded=1)
+
+
+def _report(record: RunRecord, column) -> None:
+    """The audit report is built on request (both models explain the example images, a few seconds), then kept
+    for this session so the download does not rebuild it."""
+    key = f"results_report_{record.id}"
+    state = st.session_state
+    if key not in state:
+        if column.button(
+            "Build audit report (.html)",
+            icon=":material/summarize:",
+            key=f"results_build_report_{record.id}",
+            help="One self-contained HTML page of this run (model, data, CAV, figures before/after, heatmaps, "
+            "training): opens offline and prints to PDF.",
+        ):
+            with st.spinner("Building the audit report: both models explain the example images…"):
+                try:
+                    state[key] = build_report(executor().store, record.id)
+                except ClarcError as exc:
+                    column.error(str(exc))
+                    return
+    if key in state:
+        column.download_button(
+            "Audit report (.html)",
+            state[key].encode("utf-8"),
+            file_name=f"clarc-{record.id}-report.html",
+            mime="text/html",
+            icon=":material/summarize:",
+            key=f"results_download_report_{record.id}",
+        )
 
 
 if __name__ == "__main__":

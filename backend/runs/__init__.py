@@ -6,6 +6,7 @@ from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
 from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
 from backend.runs.job import CorrectionJob, method_config_from, run_correction_job
+from backend.runs.report import build_report, write_report
 from backend.runs.store import FINAL_STATUSES, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
 from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
 
@@ -22,6 +23,7 @@ __all__ = [
     "RunStore",
     "STALE_SECONDS",
     "annotation_hash",
+    "build_report",
     "cav_file",
     "export_corrected",
     "filter_rows",
@@ -36,4 +38,5 @@ __all__ = [
     "run_name",
     "submit_sweep",
     "sweep_summary",
+    "write_report",
 ]

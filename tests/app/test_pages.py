@@ -234,6 +234,11 @@ def test_launching_a_run_then_results_and_export(workspace):
     assert table.loc["attacked accuracy", "after"] == pytest.approx(record.result["after"]["attacked_acc"])
     assert {d.label for d in at.get("download_button")} >= {"Corrected checkpoint (.safetensors)"}
     load_checkpoint(record.outputs["checkpoint"])
+    assert "Audit report (.html)" not in {d.label for d in at.get("download_button")}  # built on request only
+    _click(at, _button(at, "Build audit report (.html)"))
+    assert "Audit report (.html)" in {d.label for d in at.get("download_button")}
+    report = at.session_state[f"results_report_{record.id}"]
+    assert report.startswith("<!DOCTYPE html>") and record.id in report and "<script" not in report
 
 
 def test_uploading_a_checkpoint_checks_its_content(workspace):

@@ -1,0 +1,467 @@
+"""The audit report of a succeeded correction run: one self-contained HTML file (inline CSS, images as data: URIs,
+charts as inline SVG; no script, no external resource) that opens offline and prints cleanly to PDF, for filing
+with the corrected model or handing to a colleague.
+
+    from backend.runs.report import build_report, write_report
+    html = build_report(store, run_id)                 # the page as text (e.g. for a download button)
+    path = write_report(store, run_id, "report.html")  # the same, written to a file
+
+`store` is the workspace's `RunStore`. An unknown run id, a run that did not succeed, or a missing output file
+(checkpoint, model card, CAV file) raises a `ConfigError` naming it; a missing optional part (example images, the
+checkpoint the run started from, the dataset, a sweep) leaves its section with a sentence saying why it is not there.
+Building takes a few seconds: both models explain the run's example images with LRP, on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend import __version__
+from backend.attribution import class_heatmaps, image_batch, overlay
+from backend.concepts import Cav, load_cav, planted_labels, read_concept_labels
+from backend.data import ClarcDataset, open_dataset
+from backend.errors import ClarcError, ConfigError
+from backend.models import LoadedModel, load_checkpoint
+from backend.runs.export import load_examples
+from backend.runs.job import method_config_from
+from backend.runs.report_charts import Point, line_chart, scatter_chart
+from backend.runs.report_html import (
+    change,
+    confusion_table,
+    esc,
+    figure_text,
+    flatten,
+    kv,
+    note,
+    num,
+    page,
+    pct,
+    section,
+    table,
+    tile,
+    when,
+)
+from backend.runs.store import RunRecord, RunStore
+from backend.runs.sweep import sweep_summary
+from backend.storage import atomic_write_bytes
+
+__all__ = ["build_report", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED_OUTPUTS = {"checkpoint": "corrected checkpoint", "card": "model card", "cav_file": "CAV file"}
+_N_ANNOTATION_EXAMPLES = 6  # training images shown per concept label
+_FIGURES = {  # EvaluationResult field -> what the report calls it
+    "clean_acc": "clean accuracy",
+    "attacked_acc": "attacked accuracy",
+    "with_artifact_acc": "accuracy, test images annotated with the artifact",
+    "without_artifact_acc": "accuracy, the other test images",
+    "tcav_sensitivity": "TCAV sensitivity",
+    "tcav_score": "TCAV score",
+    "annotated_tcav_sensitivity": "TCAV sensitivity, annotated test images",
+    "annotated_tcav_score": "TCAV score, annotated test images",
+    "r_bias": "R_bias (relevance on the artifact)",
+}
+_HISTORY = {"loss": "loss (cross-entropy + penalty)", "ce": "cross-entropy", "penalty": "penalty"}  # metric -> name
+_CAV_QUALITY = {
+    "train_auc": "AUC on its training samples",
+    "held_out_auc": "AUC on held-out samples (validation split)",
+    "alignment": "alignment with the planted artifact's true effect (cosine)",
+}
+
+
+# -- what the report reads -------------------------------------------------------------------------------------------
+
+
+def _finished_run(store: RunStore, run_id: str) -> RunRecord:
+    """The run, if it succeeded and its output files are all there."""
+    record = store.get(run_id)
+    if record.status != "succeeded":
+        reason = f" ({record.error})" if record.error else ""
+        raise ConfigError(f"run {run_id!r} is {record.status}{reason}: only a succeeded run has an audit report")
+    if not record.result:
+        raise ConfigError(f"run {run_id!r} stored no results")
+    for key, what in _REQUIRED_OUTPUTS.items():
+        path = record.outputs.get(key)
+        if not path or not Path(path).is_file():
+            raise ConfigError(f"the {what} of run {run_id!r} is missing ({path or 'not recorded'}): moved or deleted?")
+    return record
+
+
+def _card(record: RunRecord) -> dict:
+    """The correction part of the corrected model's card."""
+    path = record.outputs["card"]
+    try:
+        return json.loads(Path(path).read_text()).get("training", {}).get("correction", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"the model card of run {record.id!r} ({path}) cannot be read: {exc}") from exc
+
+
+def _base_model(record: RunRecord) -> tuple[LoadedModel | None, str]:
+    """The model before the correction, or None with the reason it cannot be loaded."""
+    try:
+        return load_checkpoint(record.config["checkpoint"]), ""
+    except (ClarcError, OSError) as exc:
+        return None, f"the checkpoint the run started from cannot be loaded ({esc(exc)})"
+
+
+def _dataset(record: RunRecord, model: LoadedModel, workspace: Path) -> tuple[ClarcDataset | None, str]:
+    """The run's dataset, or None with the reason it cannot be opened."""
+    try:
+        return open_dataset(record.config.get("dataset") or model.meta.dataset, workspace), ""
+    except (ClarcError, OSError) as exc:
+        return None, f"the dataset cannot be opened ({esc(exc)})"
+
+
+# -- the sections ----------------------------------------------------------------------------------------------------
+
+
+def _attack_text(figures: dict) -> str:
+    """Where the attacked figures come from, in words."""
+    source, detail = figures.get("attack_source"), figures.get("attack") or {}
+    if source == "planted":
+        return f"the planted {esc(detail.get('artifact'))} drawn into every test image"
+    if source == "transplanted":
+        return (
+            f"the artifact cut from {esc(detail.get('donors'))} annotated training images and pasted into every test "
+            f"image, {esc(detail.get('rounds'))} rounds ({esc(figures.get('n_attacked'))} images)"
+        )
+    if source == "supplied":
+        return f"the attacked copy {esc(detail.get('dataset'))} ({esc(detail.get('paired'))} test images paired)"
+    return "none, the run had no attacked test images"
+
+
+def _header(record: RunRecord) -> str:
+    """Title, what was done in one sentence, and the headline figures before → after."""
+    before, after, cav = record.result["before"], record.result["after"], record.result.get("cav") or {}
+    cards = [
+        f'<div class="card"><div class="label">{esc(_FIGURES[key])}</div><div class="value">'
+        f"{figure_text(key, before.get(key))} → {figure_text(key, after.get(key))}</div>"
+        f"<div>{change(key, before.get(key), after.get(key))}</div></div>"
+        for key in ("clean_acc", "attacked_acc", "tcav_sensitivity", "r_bias")
+        if after.get(key) is not None
+    ]
+    summary = (
+        f"<b>{esc(record.config['method'])}</b> along a {esc(cav.get('kind'))} CAV of the concept "
+        f"<b>{esc(cav.get('concept'))}</b> in layer <code>{esc(cav.get('layer'))}</code>, attacked class "
+        f"<b>{esc(after.get('attacked_class') or cav.get('attacked_class'))}</b>."
+    )
+    return (
+        f"<header><h1>Audit report: {esc(record.name)}</h1>"
+        f'<p class="sub">Correction run <code>{esc(record.id)}</code> · {esc(record.status)} · finished '
+        f"{when(record.finished)} · report made {when(time.time())} by ClArC Studio {esc(__version__)}</p>"
+        f'<p>{summary}</p><div class="cards">{"".join(cards)}</div></header>'
+    )
+
+
+def _model_and_data(record: RunRecord, corrected: LoadedModel, base: LoadedModel | None, dataset, why: str) -> str:
+    meta, config = corrected.meta, record.config
+    duration = record.finished - record.started if record.started and record.finished else None
+    pairs = [
+        ("checkpoint before", f"<code>{esc(config['checkpoint'])}</code>"),
+        ("its SHA-256", f"<code>{esc(base.sha256)}</code>" if base else "–"),
+        ("corrected checkpoint", f"<code>{esc(record.outputs['checkpoint'])}</code>"),
+        ("its SHA-256", f"<code>{esc(corrected.sha256)}</code>"),
+        ("model card", f"<code>{esc(record.outputs['card'])}</code>"),
+        ("architecture", f"{esc(meta.arch)}, {meta.input_size}×{meta.input_size} px input"),
+        ("classes", esc(", ".join(meta.classes))),
+        ("dataset", f"<code>{esc(config.get('dataset') or meta.dataset)}</code>"),
+        ("dataset id", esc(dataset.dataset_id) if dataset else "–"),
+        ("device, engine", f"{esc(record.device)}, {esc(record.engine)}"),
+        ("queued", when(record.created)),
+        ("started", when(record.started)),
+        ("finished", when(record.finished) + (f" ({duration:.0f} s)" if duration is not None else "")),
+    ]
+    parts = [kv(pairs)]
+    if dataset is None:
+        parts.append(note(f"Class counts are not shown: {why}."))
+    else:
+        counts = dataset.describe()["counts"]
+        splits = list(counts)
+        rows = [[esc(c)] + [str(counts[s].get(c, 0)) for s in splits] for c in dataset.classes]
+        parts += ["<h3>Images per class and split</h3>", table(["class", *splits], rows, range(1, len(splits) + 1))]
+    return section("model", "Model and data", *parts)
+
+
+def _labels(record: RunRecord, dataset: ClarcDataset) -> tuple[str, dict[str, int] | None]:
+    """Where the concept labels come from, in words, and the labels when they can be read."""
+    config = record.config
+    if config.get("labels"):
+        where = f"the annotations <code>{esc(config['labels'])}</code>"
+        try:
+            return where, read_concept_labels(config["labels"])
+        except ClarcError as exc:
+            return f"{where}, which cannot be read now ({esc(exc)})", None
+    if config.get("cav"):
+        return f"the saved CAV <code>{esc(config['cav'])}</code> (the samples it was fitted on)", None
+    if dataset.planting is not None:
+        return f"the planted artifact <b>{esc(dataset.planting.artifact)}</b>", planted_labels(dataset)
+    return "the samples the CAV was fitted on", None
+
+
+def _annotations(record: RunRecord, cav: Cav, card: dict, dataset: ClarcDataset | None, why: str) -> str:
+    scope = "the attacked class" if cav.scope == "attacked_class" else "all classes"
+    parts = [
+        note(
+            f"The CAV was fitted on {cav.n_concept + cav.n_other} training images of {scope}: {cav.n_concept} showing "
+            f"the concept, {cav.n_other} not (labelled clean, or unlabelled). Annotation hash (SHA-256 of the ids "
+            f"marked as showing the artifact): <code>{esc(card.get('annotations_sha256') or '–')}</code>."
+        )
+    ]
+    if dataset is None:
+        parts.append(note(f"Counts per split and example images are not shown: {why}."))
+        return section("annotations", "Concept annotations", *parts)
+    source, labels = _labels(record, dataset)
+    parts.insert(0, note(f"Labels from {source}."))
+    if labels is not None:
+        splits = ("train", "val", "test")
+        where = {sid: s for s in splits for sid in dataset.split(s).sample_ids}
+        rows = []
+        for label, name in ((1, "shows the concept (1)"), (0, "clean (0)")):
+            ids = [sid for sid, flag in labels.items() if flag == label]
+            rows.append([name, *(str(sum(where.get(sid) == s for sid in ids)) for s in splits), str(len(ids))])
+        parts.append(table(["label", *splits, "total"], rows, (1, 2, 3, 4)))
+    view = dataset.split("train")
+    index = {sid: i for i, sid in enumerate(view.sample_ids)}
+    concept = set(cav.concept_ids)
+    for title, ids in (
+        ("Training images showing the concept", [s for s in cav.concept_ids if s in index]),
+        (
+            "Training images of the same scope without it",
+            [s for s in cav.sample_ids if s in index and s not in concept],
+        ),
+    ):
+        tiles = [
+            tile(view.image(index[sid]), f"{sid} · {view.classes[view.labels[index[sid]]]}")
+            for sid in ids[:_N_ANNOTATION_EXAMPLES]
+        ]
+        body = f'<div class="examples">{"".join(tiles)}</div>' if tiles else note("None.")
+        parts += [f"<h3>{esc(title)} ({len(ids)}, first {min(len(ids), _N_ANNOTATION_EXAMPLES)} shown)</h3>", body]
+    return section("annotations", "Concept annotations", *parts)
+
+
+def _cav_section(summary: dict, cav: Cav) -> str:
+    pairs = [
+        ("name", esc(summary.get("name") or "–")),
+        ("source", esc(summary.get("source") or "–")),
+        ("kind", f"<b>{esc(cav.kind)}</b>"),
+        ("layer", f"<code>{esc(cav.layer)}</code>"),
+        ("pooling", esc(cav.pooling)),
+        ("scope", esc(cav.scope)),
+        ("attacked class", esc(cav.attacked_class or "–")),
+        ("concept", esc(cav.concept)),
+        ("samples with / without the concept", f"{cav.n_concept} / {cav.n_other}"),
+        ("channels", str(len(cav.vector))),
+        ("fit parameters", f"<code>{esc(json.dumps(cav.params))}</code>" if cav.params else "defaults"),
+        ("fit time", f"{cav.fit_seconds:.3f} s" if cav.fit_seconds >= 1 else f"{cav.fit_seconds * 1000:.1f} ms"),
+    ]
+    pairs += [(label, num(summary[key])) for key, label in _CAV_QUALITY.items() if summary.get(key) is not None]
+    significance = summary.get("significance")
+    if significance:
+        test = f"score {num(significance.get('score'))}, p = {num(significance.get('p_value'))}"
+        pairs.append(("permutation test against random CAVs", test))
+    if not any(summary.get(key) is not None for key in (*_CAV_QUALITY, "significance")):
+        pairs.append(("quality", "not stored with this run (a saved CAV keeps its figures in the CAV library)"))
+    return section("cav", "The CAV", kv(pairs))
+
+
+def _config_section(config: dict) -> str:
+    method = config["method"]
+    effective = asdict(method_config_from(method, config.get("method_options") or {}))
+    return section(
+        "config",
+        "Correction configuration",
+        "<h3>The job as stored</h3>",
+        kv(flatten(config), long=True),
+        f"<h3>{esc(method)} options as run (defaults filled in)</h3>",
+        kv(flatten(effective)) if effective else note(f"{esc(method)} takes no options."),
+    )
+
+
+def _figures_section(before: dict, after: dict) -> str:
+    keys = [k for k in _FIGURES if before.get(k) is not None or after.get(k) is not None]
+    rows = [
+        [
+            esc(_FIGURES[k]),
+            figure_text(k, before.get(k)),
+            figure_text(k, after.get(k)),
+            change(k, before.get(k), after.get(k)),
+        ]
+        for k in keys
+    ]
+    parts = [
+        note(
+            f"Measured on the {esc(after.get('split', 'test'))} split ({esc(after.get('n'))} images). "
+            f"Attacked images: {_attack_text(after)}."
+        ),
+        table(["figure", "before", "after", "change"], rows, (1, 2, 3)),
+    ]
+    classes = after.get("classes") or list(after.get("clean_acc_per_class") or {})
+    columns = [
+        (f"{figure} {moment}", figures[key])
+        for figure, key in (("clean", "clean_acc_per_class"), ("attacked", "attacked_acc_per_class"))
+        for moment, figures in (("before", before), ("after", after))
+        if figures.get(key)
+    ]
+    rows = [[esc(c)] + [pct(values.get(c)) for _, values in columns] for c in classes]
+    parts += [
+        "<h3>Accuracy per class</h3>",
+        table(["class", *(n for n, _ in columns)], rows, range(1, len(columns) + 1)),
+    ]
+    for name, key in (("Clean", "confusion"), ("Attacked", "attacked_confusion")):
+        if before.get(key) and after.get(key):
+            tables = "".join(
+                f"<figure>{confusion_table(figures[key], classes)}<figcaption>{moment}</figcaption></figure>"
+                for moment, figures in (("before", before), ("after", after))
+            )
+            parts += [
+                f"<h3>{name} confusion (rows: true class, columns: predicted)</h3>",
+                f'<div class="row">{tables}</div>',
+            ]
+    return section("figures", "Before and after the correction", *parts)
+
+
+def _explain(model: LoadedModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LRP heatmaps (N, H, W) of uint8 images (N, H, W, 3) for the predicted class, the predictions (N,) and their
+    probabilities (N,)."""
+    maps = class_heatmaps(model, image_batch(images, model))
+    probabilities = torch.softmax(maps.logits.detach().float(), dim=1)
+    predicted = maps.targets.numpy()
+    return maps.maps, predicted, probabilities[torch.arange(len(predicted)), maps.targets].numpy()
+
+
+def _heatmaps(record: RunRecord, base: LoadedModel | None, corrected: LoadedModel, why: str) -> str:
+    title = "Heatmaps before and after"
+    path = record.outputs.get("examples")
+    if not path or not Path(path).is_file():
+        return section("heatmaps", title, note("This run kept no example images (it predates them, or they moved)."))
+    if base is None:
+        return section("heatmaps", title, note(f"No heatmaps: {why}."))
+    examples = load_examples(path)
+    images = examples["images"]
+    if not len(images):
+        return section("heatmaps", title, note("The run had no attacked or annotated test images to show."))
+    explained = {moment: _explain(model, images) for moment, model in (("before", base), ("after", corrected))}
+    classes = corrected.meta.classes
+    cards = []
+    for k, picture in enumerate(images):
+        tiles = [tile(picture, "image")]
+        for moment, (maps, predicted, confidence) in explained.items():
+            tiles.append(tile(overlay(picture, maps[k]), f"{moment} → {classes[predicted[k]]} ({confidence[k]:.0%})"))
+        label = (
+            f"{examples['sample_ids'][k]} · true class {classes[int(examples['labels'][k])]} · {examples['kinds'][k]}"
+        )
+        images_html = f'<div class="images">{"".join(tiles)}</div>'
+        cards.append(f'<div class="example">{images_html}<figcaption>{esc(label)}</figcaption></div>')
+    legend = note(
+        "Test images with the artifact (attacked as the evaluation measured them, or annotated as showing it), "
+        "explained by LRP for the predicted class by the model before and after the correction (prediction and its "
+        "probability under each): red is evidence for the prediction, blue against it, each heatmap on its own scale."
+    )
+    return section("heatmaps", title, legend, f'<div class="examples">{"".join(cards)}</div>')
+
+
+def _training(history: Sequence[dict], seconds: float | None) -> str:
+    title = "Training"
+    if not history:
+        return section("training", title, note("This method does not train: there is no loss curve."))
+    epochs = [float(h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    keys = [k for k, v in history[0].items() if k not in ("epoch", "seconds") and isinstance(v, (int, float))]
+    charts = []
+    for key in keys:
+        points = [(x, float(h[key])) for x, h in zip(epochs, history) if np.isfinite(h.get(key, np.nan))]
+        if points:
+            name = _HISTORY.get(key, key)
+            chart = line_chart([x for x, _ in points], [y for _, y in points], "epoch", name, f"{name} per epoch")
+            charts.append(f'<figure class="chart">{chart}<figcaption>{esc(name)} per epoch</figcaption></figure>')
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    text = f"{len(history)} epochs{took}; each point is the mean over the epoch's batches."
+    return section("training", title, note(text), f'<div class="row">{"".join(charts)}</div>')
+
+
+def _sweep(store: RunStore, record: RunRecord) -> str:
+    title = "The sweep's trade-off"
+    if not record.sweep_id:
+        return section("sweep", title, note("This run is not part of a sweep."))
+    rows = sweep_summary(store, record.sweep_id)
+    parts = [
+        note(
+            f"Sweep <code>{esc(record.sweep_id)}</code>, {len(rows)} runs. Filled: the Pareto-best among those that "
+            "succeeded; ringed: this run."
+        )
+    ]
+    plotted = [r for r in rows if r["clean_acc"] is not None and r["attacked_acc"] is not None]
+    if plotted:
+        points = [
+            Point(r["clean_acc"], r["attacked_acc"], _sweep_label(r), r["pareto"], r["run_id"] == record.id)
+            for r in plotted
+        ]
+        before = record.result["before"]
+        if before.get("attacked_acc") is not None:
+            points.append(Point(before["clean_acc"], before["attacked_acc"], "before correction"))
+        chart = scatter_chart(points, "clean accuracy", "attacked accuracy", "clean against attacked accuracy")
+        caption = "clean against attacked accuracy of each run after its correction"
+        parts.append(f'<figure class="chart">{chart}<figcaption>{caption}</figcaption></figure>')
+    else:
+        parts.append(note("No run of the sweep has both clean and attacked figures to plot."))
+    cells = [
+        [
+            esc(r["name"]) + (" <b>(this run)</b>" if r["run_id"] == record.id else ""),
+            esc(r["status"]),
+            pct(r["clean_acc"]),
+            pct(r["attacked_acc"]),
+            num(r["tcav_sensitivity"]),
+            "★" if r["pareto"] else "",
+        ]
+        for r in rows
+    ]
+    parts.append(table(["run", "status", "clean", "attacked", "TCAV sensitivity", "Pareto-best"], cells, (2, 3, 4)))
+    return section("sweep", title, *parts)
+
+
+def _sweep_label(row: dict) -> str:
+    return f"λ={row['lam']:g}" if row["lam"] is not None else str(row["method"])
+
+
+# -- the report -------------------------------------------------------------------------------------------------------
+
+
+def build_report(store: RunStore, run_id: str) -> str:
+    """The audit report of run `run_id` of `store` as one self-contained HTML page."""
+    record = _finished_run(store, run_id)
+    card = _card(record)
+    corrected = load_checkpoint(record.outputs["checkpoint"])
+    cav = load_cav(record.outputs["cav_file"])
+    base, base_why = _base_model(record)
+    dataset, dataset_why = _dataset(record, corrected, store.workspace)
+    result = record.result
+    body = [
+        _header(record),
+        _model_and_data(record, corrected, base, dataset, dataset_why),
+        _annotations(record, cav, card, dataset, dataset_why),
+        _cav_section(result.get("cav") or {}, cav),
+        _config_section(record.config),
+        _figures_section(result["before"], result["after"]),
+        _heatmaps(record, base, corrected, base_why),
+        _training(record.history or result.get("history") or [], result.get("seconds")),
+        _sweep(store, record),
+    ]
+    return page(f"Audit report · {record.name} · {record.id}", body)
+
+
+def write_report(store: RunStore, run_id: str, out: str | os.PathLike) -> Path:
+    """Write the audit report of `run_id` to `out` (atomically, its folder made if needed); returns its path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, build_report(store, run_id).encode("utf-8"))
+    logger.info("wrote the audit report of run %s to %s", run_id, out)
+    return out
