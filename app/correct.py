@@ -17,7 +17,7 @@ from backend.concepts import cav_kinds, write_concept_labels
 from backend.correction import LoopConfig, get_method, method_names
 from backend.errors import ClarcError
 from backend.evaluation import AttackConfig
-from backend.runs import FINAL_STATUSES, CorrectionJob, run_name, submit_sweep
+from backend.runs import FINAL_STATUSES, CorrectionJob, ExtraConcept, run_name, submit_sweep
 from components.config_form import config_inputs
 from components.plots import loss_chart
 
@@ -92,6 +92,7 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
     )
     st.markdown("**Method**")
     options = config_inputs(get_method(method).config, key=f"correct_opt_{method}")
+    more = _more_concepts(context, saved, choice, method)
     if not options:
         st.caption("No knobs: this method needs no training.")
     with st.expander("Training loop", expanded=False):
@@ -122,9 +123,57 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
             attacked_class=attacked,
             labels=str(write_concept_labels(labels)) if labels else None,
             attack=AttackConfig(**attack_values),
+            more_concepts=tuple(extra() for extra in more),
         )
 
     return job, method
+
+
+def _more_concepts(context: Context, saved: dict, choice: str, method: str) -> list:
+    """Further saved CAVs corrected in the same run, each with its own λ (methods that have one) and, optionally,
+    the user's attacked copy of the test images for its artifact; returns builders of their `ExtraConcept`s."""
+    others = [c for c in saved if c != choice]
+    if not others:
+        return []
+    chosen = st.multiselect(
+        "More concepts in the same run",
+        others,
+        key="correct_more_concepts",
+        format_func=lambda c: _describe(saved[c]),
+        help="several shortcuts at once: each saved CAV (same layer) gets its own penalty and its own figures "
+        "before and after",
+    )
+    takes_lam = "lam" in {f.name for f in fields(get_method(method).config)}
+    builders = []
+    for cav_id in chosen:
+        record = saved[cav_id]
+        c1, c2 = st.columns([1, 3])
+        lam = c1.number_input(
+            f"λ for {record.name}",
+            value=float(get_method(method).config().lam) if takes_lam else 0.0,
+            min_value=0.0,
+            format="%g",
+            key=f"correct_more_lam_{cav_id}",
+            disabled=not takes_lam,
+        )
+        copy_spec = c2.text_input(
+            f"Attacked test images for {record.name} (optional dataset spec)",
+            key=f"correct_more_attacked_{cav_id}",
+            help="your own copy of the test images with this artifact in them, paired by file name; without it the "
+            "artifact is transplanted from its annotated training images",
+        )
+
+        def build(cav_id=cav_id, record=record, lam=lam, copy_spec=copy_spec) -> ExtraConcept:
+            labels = annotation_store().labels(context.dataset_id, record.concept)
+            return ExtraConcept(
+                cav=cav_id,
+                labels=str(write_concept_labels(labels)) if labels else None,
+                lam=lam if takes_lam else None,
+                attacked_dataset=copy_spec.strip() or None,
+            )
+
+        builders.append(build)
+    return builders
 
 
 def _describe(record) -> str:

@@ -13,7 +13,7 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
-from backend.runs import N_EXAMPLES, RunRecord, build_report, load_examples, sweep_summary
+from backend.runs import N_EXAMPLES, RunRecord, build_report, concept_rows, load_examples, sweep_summary
 from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
 
@@ -49,6 +49,8 @@ def render() -> None:
         st.plotly_chart(tradeoff_scatter(rows), key="results_tradeoff")
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="results_sweep_table")
     result = record.result or {}
+    if len(result.get("concepts") or []) > 1:
+        _concepts(result)
     _per_class(result.get("before", {}), result.get("after", {}))
     _heatmaps(record)
     _export(record)
@@ -113,6 +115,26 @@ def _before_after(record: RunRecord) -> None:
         f"{after.get('attacked_class') or cav.get('attacked_class')} · "
         f"options {config['method_options'] or 'default'} · "
         f"{len(result.get('history', []))} epochs in {result.get('seconds', 0):.1f} s on {record.device}"
+    )
+
+
+def _concepts(result: dict) -> None:
+    """A row per concept of a run that corrected several: each artifact's own figures before and after (the
+    figures above are the first concept's)."""
+    st.subheader("Each concept")
+    table = pd.DataFrame(concept_rows(result))
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="results_concepts",
+        column_config={
+            c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns if c.endswith(("before", "after"))
+        }
+        | {"gap closed": st.column_config.NumberColumn("gap closed", format="percent")},
+    )
+    st.caption(
+        "Gap closed: the share of the clean-vs-attacked accuracy gap of each concept that the correction removed. "
+        "The figures above (and the heatmaps below) are those of the first concept."
     )
 
 

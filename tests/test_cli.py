@@ -21,7 +21,15 @@ def _commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> 
 
 def test_every_command_documents_itself(capsys):
     commands = _commands(build_parser())
-    assert {("cav",), ("cavs", "import"), ("correct",), ("runs", "sweep"), ("bench", "natural")} <= set(commands)
+    assert {
+        ("cav",),
+        ("cavs", "import"),
+        ("correct",),
+        ("runs", "sweep"),
+        ("bench", "natural"),
+        ("bench", "multi"),
+        ("report",),
+    } <= set(commands)
     for command in commands:
         with pytest.raises(SystemExit) as done:
             main([*command, "--help"])
@@ -130,3 +138,27 @@ def test_a_saved_cav_is_listed_exported_imported_and_corrected_along(tmp_path):
     assert run_backend("cavs", "delete", "copied", "--workspace", other, *small).returncode == 0
     done = run_backend("cavs", "list", "--workspace", other, *small)
     assert "copied" not in done.stdout
+
+
+def test_also_cav_describes_a_further_concept_or_says_what_is_wrong():
+    from backend.cli.common import job_from_args
+    from backend.errors import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["correct", "--out", "x", "--also-cav", "marks.cav.json;lam=1e4;attacked_dataset=folder:/data/a;labels=m.csv"]
+    )
+    (extra,) = job_from_args(args, "x").more_concepts
+    assert (extra.cav, extra.lam, extra.attacked_dataset, extra.labels) == (
+        "marks.cav.json",
+        1e4,
+        "folder:/data/a",
+        "m.csv",
+    )
+    for bad, message in (
+        ("marks;weight=2", "not one of lam="),
+        ("marks;lam=big", "lam must be a number"),
+        (";lam=1", "name the CAV"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            job_from_args(parser.parse_args(["correct", "--out", "x", "--also-cav", bad]), "x")

@@ -12,10 +12,11 @@ from backend.correction import LoopConfig, get_method, method_names
 from backend.data import ClarcDataset, open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
+from backend.errors import ConfigError
 from backend.evaluation import AttackConfig
 from backend.models import LoadedModel, load_checkpoint
 from backend.options import Option, options_of
-from backend.runs import CorrectionJob
+from backend.runs import CorrectionJob, ExtraConcept
 
 __all__ = [
     "add_job_arguments",
@@ -89,6 +90,14 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, with_out: bool) -> Non
     _add_method_options(parser)
     add_options(parser, LoopConfig)
     add_options(parser, AttackConfig)
+    parser.add_argument(
+        "--also-cav",
+        action="append",
+        default=[],
+        metavar="'CAV[;lam=X][;labels=CSV][;attacked_class=C][;attacked_dataset=SPEC]'",
+        help="a further saved CAV (name, id or file) corrected in the same run, with its own λ, annotation file, "
+        "attacked class and attacked copy of the test images where given; repeat for each concept",
+    )
     if with_out:
         parser.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
     parser.add_argument("--json", help="write the results as JSON to this file")
@@ -100,4 +109,25 @@ def job_from_args(args: argparse.Namespace, out: str) -> CorrectionJob:
     names = {o.name for m in method_names() for o in options_of(get_method(m).config)}
     options = {name: getattr(args, name) for name in sorted(names) if getattr(args, name, None) is not None}
     loop, attack = LoopConfig(**given_options(args, LoopConfig)), AttackConfig(**given_options(args, AttackConfig))
-    return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, **job)
+    more = tuple(parse_extra_concept(text) for text in getattr(args, "also_cav", []))
+    return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, more_concepts=more, **job)
+
+
+def parse_extra_concept(text: str) -> ExtraConcept:
+    """`CAV;key=value;...` of `--also-cav` as an ExtraConcept (keys: lam, labels, attacked_class, attacked_dataset)."""
+    ref, *pairs = [part.strip() for part in text.split(";")]
+    if not ref:
+        raise ConfigError(f"--also-cav {text!r}: name the CAV first")
+    values: dict = {}
+    for pair in filter(None, pairs):
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in ("lam", "labels", "attacked_class", "attacked_dataset"):
+            raise ConfigError(
+                f"--also-cav {text!r}: {pair!r} is not one of lam=, labels=, attacked_class=, attacked_dataset="
+            )
+        try:
+            values[key] = float(value) if key == "lam" else value.strip()
+        except ValueError:
+            raise ConfigError(f"--also-cav {text!r}: lam must be a number, got {value!r}") from None
+    return ExtraConcept(cav=ref, **values)

@@ -17,7 +17,7 @@ from backend.cli.common import (
 )
 from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
 from backend.evaluation import AttackConfig, evaluate
-from backend.runs import run_correction_job
+from backend.runs import concept_rows, run_correction_job
 
 __all__ = ["add_correct", "add_evaluate"]
 
@@ -65,9 +65,29 @@ def _run_correct(args: argparse.Namespace) -> int:
     for key in _FIGURES:
         if before.get(key) is not None and after.get(key) is not None:
             print(f"{key:18s} {before[key]:9.4f} {after[key]:9.4f}")
+    if len(summary["concepts"]) > 1:
+        print(concepts_table(summary))
     print(f"corrected model: {summary['checkpoint']} (card {summary['card']})")
     write_json(args.json, summary | {"job": job.to_dict()})
     return 0
+
+
+def concepts_table(result: dict) -> str:
+    """Each concept's attacked accuracy, TCAV sensitivity and R_bias before -> after, one line per concept."""
+
+    def pair(row: dict, key: str) -> str:
+        before, after = row[f"{key} before"], row[f"{key} after"]
+        return "-" if before is None or after is None else f"{before:.3f} -> {after:.3f}"
+
+    header = ("concept", "class", "attacked acc", "TCAV sensitivity", "R_bias", "gap closed")
+    lines = [f"{header[0]:18s} {header[1]:14s} " + " ".join(f"{h:>16s}" for h in header[2:])]
+    for row in concept_rows(result):
+        closed = "-" if row["gap closed"] is None else f"{row['gap closed']:.0%}"
+        lines.append(
+            f"{row['concept'] or '?':18s} {row['attacked class'] or '-':14s} {pair(row, 'attacked_acc'):>16s} "
+            f"{pair(row, 'tcav_sensitivity'):>16s} {pair(row, 'r_bias'):>16s} {closed:>16s}"
+        )
+    return "\n".join(lines)
 
 
 def add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

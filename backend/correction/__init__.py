@@ -10,7 +10,7 @@ from backend.correction.configs import (
     RRClarcConfig,
     RRRConfig,
 )
-from backend.correction.loop import CorrectionCancelled, CorrectionFailed, CorrectionResult, correct
+from backend.correction.loop import ConceptTarget, CorrectionCancelled, CorrectionFailed, CorrectionResult, correct
 from backend.correction.methods import (
     Batch,
     ConceptInputs,
@@ -23,6 +23,7 @@ from backend.correction.methods import (
 from backend.correction.penalties import directional_penalty, gradient_target
 
 __all__ = [
+    "ConceptTarget",
     "AClarcConfig",
     "Batch",
     "CachedLayerSource",

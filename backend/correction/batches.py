@@ -91,7 +91,8 @@ def tap_layer(module: nn.Module, layer: str, method: CorrectionMethod) -> Iterat
 
 
 class _Images(Dataset):
-    """Training samples for the full-forward path: image, label, artifact flag and artifact mask (or an empty one)."""
+    """Training samples for the full-forward path: image, label, artifact flags (one per concept) and artifact mask
+    (or an empty one)."""
 
     def __init__(self, view: SplitView, has_artifact: np.ndarray, masks: np.ndarray | None) -> None:
         self.view, self.has_artifact, self.masks = view, has_artifact, masks
@@ -101,7 +102,7 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int):
         mask = torch.from_numpy(self.masks[i].astype(np.float32)) if self.masks is not None else torch.zeros(0)
-        return self.view[i][0], int(self.view.labels[i]), bool(self.has_artifact[i]), mask
+        return self.view[i][0], int(self.view.labels[i]), torch.from_numpy(self.has_artifact[i]), mask
 
 
 class ImageSource:

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
@@ -32,7 +32,7 @@ from backend.errors import ClarcError, ConfigError
 from backend.models import LoadedModel, get_layer, split_at_layer
 from backend.progress import ProgressCallback, ProgressEvent
 
-__all__ = ["CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct"]
+__all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,18 @@ class CorrectionFailed(ClarcError):
         self.model = model
 
 
+@dataclass(frozen=True)
+class ConceptTarget:
+    """One concept a run corrects: its CAV, the training samples that show its artifact (None: the planted ones),
+    the class the artifact is tied to (None: the CAV's, else the first planted class, else class 0) and its own
+    penalty weight (None: the method's λ)."""
+
+    cav: Cav
+    artifact_ids: Collection[str] | None = None
+    attacked_class: str | None = None
+    lam: float | None = None
+
+
 @dataclass
 class CorrectionResult:
     model: LoadedModel
@@ -63,7 +75,7 @@ class CorrectionResult:
 def correct(
     model: LoadedModel,
     dataset: ClarcDataset,
-    cav: Cav,
+    cav: Cav | Sequence[ConceptTarget],
     method: str = "rrclarc",
     method_config=None,
     loop: LoopConfig | None = None,
@@ -74,37 +86,57 @@ def correct(
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> CorrectionResult:
-    """Correct `model` for the concept `cav` with `method`; returns a corrected copy (the input is not modified).
-    `artifact_ids` names the training samples that show the artifact (default: the planted ones);
-    `attacked_class` the class it is tied to (default: the first planted class, else class 0)."""
+    """Correct `model` with `method` for the concept `cav`, or for several concepts at once (a sequence of
+    `ConceptTarget`, all with CAVs of the same layer); returns a corrected copy (the input is not modified).
+    For a single `cav`, `artifact_ids` names the training samples that show the artifact (default: the planted
+    ones) and `attacked_class` the class it is tied to (default: the CAV's, else the first planted class)."""
     start = time.perf_counter()
     info = get_method(method)
     method_config = method_config if method_config is not None else info.config()
     if not isinstance(method_config, info.config):
         raise ConfigError(f"{method} takes a {info.config.__name__}, got {type(method_config).__name__}")
+    targets = _targets(cav, artifact_ids, attacked_class)
+    cav = targets[0].cav
     loop = loop or LoopConfig()
     layer = cav.layer or model.default_layer
     get_layer(model.module, layer)
     device = resolve_device(loop.device)
     generator = torch.Generator().manual_seed(loop.seed)  # data order and random gradient targets
     view = dataset.split("train", normalization=model.meta.normalization)
-    has_artifact = _artifact_flags(view, artifact_ids)
+    has_artifact = np.stack([_artifact_flags(view, t.artifact_ids) for t in targets], axis=1)  # (N, K)
     runner = info.factory(method_config)
-    concept = ConceptInputs(
-        torch.tensor(cav.vector, dtype=torch.float32, device=device), _attacked(dataset, attacked_class)
-    )
+    concepts = [
+        ConceptInputs(
+            torch.tensor(t.cav.vector, dtype=torch.float32, device=device),
+            _attacked(dataset, t.attacked_class or t.cav.attacked_class),
+            t.lam,
+        )
+        for t in targets
+    ]
     if runner.needs_concept_stats:
-        concept = _with_concept_stats(concept, cav, model, view, dataset.dataset_id, has_artifact, workspace)
-    runner.prepare(concept)
+        concepts = [
+            _with_concept_stats(c, t.cav, model, view, dataset.dataset_id, has_artifact[:, k], workspace)
+            for k, (c, t) in enumerate(zip(concepts, targets))
+        ]
+    runner.prepare(concepts)
     module = copy.deepcopy(model.module).to(device)
     correction = {"method": method, "config": asdict(method_config), "loop": asdict(loop), "layer": layer}
-    meta = replace(
-        model.meta, training={"base": model.meta.training, "correction": correction | {"cav_kind": cav.kind}}
-    )
+    correction |= {"cav_kind": cav.kind, "concepts": [_target_summary(t) for t in targets]}
+    meta = replace(model.meta, training={"base": model.meta.training, "correction": correction})
     history, cached_path = [], False
     if runner.trains:
         source = _batch_source(
-            model, dataset.dataset_id, view, cav, module, runner, has_artifact, loop, generator, device, workspace
+            model,
+            dataset.dataset_id,
+            view,
+            [t.cav for t in targets],
+            module,
+            runner,
+            has_artifact,
+            loop,
+            generator,
+            device,
+            workspace,
         )
         torch.manual_seed(loop.seed)  # dropout: seeded here, so what ran before (a cold or warm cache) cannot matter
         history = _Training(module, method, runner, source, meta, loop, device, cancel).fit(on_progress)
@@ -186,6 +218,26 @@ class _Training:
         return loss, ce, penalty
 
 
+def _targets(cav, artifact_ids, attacked_class) -> list[ConceptTarget]:
+    """The concepts of a run, all in one layer."""
+    if isinstance(cav, Cav):
+        return [ConceptTarget(cav, artifact_ids, attacked_class)]
+    targets = list(cav)
+    if artifact_ids is not None or attacked_class is not None:
+        raise ConfigError("with several concepts, give each one's artifact ids and attacked class in its ConceptTarget")
+    if not targets:
+        raise ConfigError("a correction needs at least one CAV")
+    layers = sorted({t.cav.layer for t in targets})
+    if len(layers) > 1:
+        raise ConfigError(f"the CAVs of one run must be in the same layer; these are in {', '.join(layers)}")
+    return targets
+
+
+def _target_summary(target: ConceptTarget) -> dict:
+    cav = target.cav
+    return {"name": cav.name, "concept": cav.concept, "kind": cav.kind, "lam": target.lam}
+
+
 def _artifact_flags(view: SplitView, artifact_ids: Collection[str] | None) -> np.ndarray:
     """Which training samples show the artifact: the annotated ids, or the planted samples."""
     if artifact_ids is None:
@@ -195,7 +247,7 @@ def _artifact_flags(view: SplitView, artifact_ids: Collection[str] | None) -> np
 
 
 def _attacked(dataset: ClarcDataset, attacked_class: str | None) -> int:
-    """Index of the class the artifact is tied to: the given one, else the first planted class, else class 0."""
+    """Index of the class an artifact is tied to: the given one, else the first planted class, else class 0."""
     name = attacked_class or (dataset.planting.classes[0] if dataset.planting else dataset.classes[0])
     if name not in dataset.classes:
         raise ConfigError(f"unknown attacked class {name!r}; classes are {list(dataset.classes)}")
@@ -203,10 +255,10 @@ def _attacked(dataset: ClarcDataset, attacked_class: str | None) -> int:
 
 
 def _with_concept_stats(concept: ConceptInputs, cav: Cav, model, view, dataset_id, has_artifact, workspace):
-    """The concept with the mean CAV projection per spatial position (H, W) over the clean and over the artifact
-    training samples."""
+    """The concept with the mean CAV projection per spatial position (H, W) over the training samples without and
+    over those with its artifact."""
     if not has_artifact.any() or has_artifact.all():
-        raise ConfigError("need training samples both with and without the artifact")
+        raise ConfigError(f"need training samples both with and without the artifact of {cav.concept or 'the CAV'}")
     layer = cav.layer or model.default_layer
     maps = cached_activations(model, view, dataset_id, layer, "none", workspace=workspace).values
     proj = np.tensordot(np.asarray(maps, dtype=np.float64), cav.vector, axes=([1], [0]))  # (N, H, W)
@@ -215,9 +267,9 @@ def _with_concept_stats(concept: ConceptInputs, cav: Cav, model, view, dataset_i
     return replace(concept, clean_mean=clean, artifact_mean=artifact)
 
 
-def _batch_source(model, dataset_id, view, cav, module, runner, has_artifact, loop, generator, device, workspace):
+def _batch_source(model, dataset_id, view, cavs, module, runner, has_artifact, loop, generator, device, workspace):
     """Freeze what `loop.trainable` keeps fixed; train from cached layer outputs where that is exact, else images."""
-    layer = cav.layer or model.default_layer
+    layer = cavs[0].layer or model.default_layer
     try:
         upper = split_at_layer(module, layer, model.meta.input_size)
     except ConfigError:
@@ -229,7 +281,7 @@ def _batch_source(model, dataset_id, view, cav, module, runner, has_artifact, lo
     if loop.cache_activations and lower_frozen and not runner.needs_input_grad:
         acts = cached_activations(model, view, dataset_id, layer, "none", workspace=workspace).values
         return CachedLayerSource(acts, view.labels, has_artifact, upper, runner, **common)
-    masks = _artifact_masks(model, view, cav, has_artifact, runner.config.mask_source) if runner.needs_masks else None
+    masks = _artifact_masks(model, view, cavs, has_artifact, runner.config.mask_source) if runner.needs_masks else None
     return ImageSource(view, has_artifact, masks, module, layer, runner, **common)
 
 
@@ -257,18 +309,19 @@ def _train_modes(module: nn.Module) -> None:
             m.eval()
 
 
-def _artifact_masks(model: LoadedModel, view: SplitView, cav: Cav, has_artifact: np.ndarray, source: str) -> np.ndarray:
-    """Artifact masks (N, S, S) of the artifact samples for RRR: ground truth where planted (`auto` and
-    `ground_truth`), else where the concept's heatmaps put it."""
+def _artifact_masks(model: LoadedModel, view: SplitView, cavs: Sequence[Cav], has_artifact: np.ndarray, source: str):
+    """Artifact masks (N, S, S) for RRR, every concept's together: ground truth where planted (`auto` and
+    `ground_truth`; the first concept is the planted one), else where each concept's heatmaps put it."""
     size = model.meta.input_size
     masks = np.zeros((len(view), size, size), dtype=bool)
-    chosen = np.flatnonzero(has_artifact)
     planted = view.attack is not None
     if source == "ground_truth" and not planted:
         raise ConfigError("ground-truth masks exist only for planted artifacts; use mask_source='concept' or 'auto'")
-    if planted and source != "concept":
-        for i in chosen:
-            masks[i] = view.mask(i)
-    else:
-        masks[chosen] = concept_masks(model, view, chosen, cav.vector, cav.layer)
+    for k, cav in enumerate(cavs):
+        chosen = np.flatnonzero(has_artifact[:, k])
+        if k == 0 and planted and source != "concept":
+            for i in chosen:
+                masks[i] |= view.mask(i)
+        elif len(chosen):
+            masks[chosen] |= concept_masks(model, view, chosen, cav.vector, cav.layer)
     return masks

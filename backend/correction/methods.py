@@ -4,7 +4,7 @@ transform, a loss penalty) or, for P-ClArC, a training-free edit of the model. A
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +35,8 @@ __all__ = [
 @dataclass
 class Batch:
     """One training batch, on the training device: the images (full-forward path) or the CAV layer's cached output
-    (cached path), the labels, which samples carry the artifact, their artifact masks (N, H, W; only for methods
-    that need them) and the run's random generator."""
+    (cached path), the labels, which samples carry each concept's artifact (N, K), their artifact masks (N, H, W,
+    all concepts together; only for methods that need them) and the run's random generator."""
 
     labels: torch.Tensor
     has_artifact: torch.Tensor
@@ -48,19 +48,22 @@ class Batch:
 
 @dataclass(frozen=True)
 class ConceptInputs:
-    """What a method may use about the concept, prepared once per run: the unit CAV `h` (C,) on the training device,
-    the index of the class the artifact is tied to, and, for methods that declare `needs_concept_stats`, the mean CAV
-    projection per spatial position (H, W) over the clean and over the artifact training samples."""
+    """What a method may use about one concept, prepared once per run: the unit CAV `h` (C,) on the training device,
+    the index of the class the artifact is tied to, its own penalty weight (`lam`; None: the method's), and, for
+    methods that declare `needs_concept_stats`, the mean CAV projection per spatial position (H, W) over the
+    samples without and over those with this concept's artifact."""
 
     h: torch.Tensor
     attacked_class: int
+    lam: float | None = None
     clean_mean: torch.Tensor | None = None
     artifact_mean: torch.Tensor | None = None
 
 
 class CorrectionMethod:
-    """What a method adds to the loop. Subclasses declare their needs as class attributes and override `transform`
-    (of the CAV layer's output), `penalty` (added to the cross-entropy) or, when they do not train, `edit`."""
+    """What a method adds to the loop, for one concept or several at once (`concepts`, in the order of the batch's
+    artifact columns). Subclasses declare their needs as class attributes and override `transform` (of the CAV
+    layer's output), `penalty` (added to the cross-entropy) or, when they do not train, `edit`."""
 
     needs_concept_stats = False
     needs_layer_grad = False
@@ -70,12 +73,15 @@ class CorrectionMethod:
 
     def __init__(self, config) -> None:
         self.config = config
-        self.concept: ConceptInputs | None = None
+        self.concepts: list[ConceptInputs] = []
 
-    def prepare(self, concept: ConceptInputs) -> None:
-        if self.needs_concept_stats and concept.clean_mean is None:
+    def prepare(self, concepts: ConceptInputs | Sequence[ConceptInputs]) -> None:
+        concepts = [concepts] if isinstance(concepts, ConceptInputs) else list(concepts)
+        if not concepts:
+            raise ConfigError(f"{type(self).__name__} needs at least one concept")
+        if self.needs_concept_stats and any(c.clean_mean is None for c in concepts):
             raise ConfigError(f"{type(self).__name__} needs the concept's clean and artifact statistics")
-        self.concept = concept
+        self.concepts = concepts
 
     def transform(self, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
         return acts
@@ -130,16 +136,20 @@ class RRClarc(CorrectionMethod):
     needs_layer_grad = True
 
     def penalty(self, logits: torch.Tensor, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The sum over the concepts of λ_k · penalty along h_k; one gradient serves every concept unless
+        `class_specific` asks for each attacked class's own logit."""
         cfg: RRClarcConfig = self.config
-        target = gradient_target(
-            logits,
-            cfg.gradient_target,
-            batch.labels,
-            batch.generator,
-            self.concept.attacked_class if cfg.class_specific else None,
-        )
-        (grad,) = torch.autograd.grad(target, acts, create_graph=True)
-        return cfg.lam * directional_penalty(grad.float(), self.concept.h, cfg.aggregation)
+        grads: dict[int | None, torch.Tensor] = {}
+        total = None
+        for concept in self.concepts:
+            k = concept.attacked_class if cfg.class_specific else None
+            if k not in grads:
+                target = gradient_target(logits, cfg.gradient_target, batch.labels, batch.generator, k)
+                (grads[k],) = torch.autograd.grad(target, acts, create_graph=True)
+            lam = cfg.lam if concept.lam is None else concept.lam
+            term = lam * directional_penalty(grads[k].float(), concept.h, cfg.aggregation)
+            total = term if total is None else total + term
+        return total
 
 
 @register_method("aclarc", config=AClarcConfig, description="A-ClArC: add the artifact to clean samples' activations")
@@ -147,12 +157,15 @@ class AClarc(CorrectionMethod):
     needs_concept_stats = True
 
     def transform(self, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
-        clean = ~batch.has_artifact.to(acts.device)
-        if not clean.any():
-            return acts
-        h, target = self.concept.h.to(acts.dtype), self.concept.artifact_mean.to(acts.dtype)
-        shifted = project_along(acts, h, target, self.config.strength)
-        return torch.where(clean.view(-1, *([1] * (acts.ndim - 1))), shifted, acts)
+        """Each concept in turn: the samples without its artifact are moved along its CAV to its artifact mean."""
+        for k, concept in enumerate(self.concepts):
+            clean = ~batch.has_artifact[:, k].to(acts.device)
+            if not clean.any():
+                continue
+            h, target = concept.h.to(acts.dtype), concept.artifact_mean.to(acts.dtype)
+            shifted = project_along(acts, h, target, self.config.strength)
+            acts = torch.where(clean.view(-1, *([1] * (acts.ndim - 1))), shifted, acts)
+        return acts
 
 
 @register_method("pclarc", config=PClarcConfig, description="P-ClArC: project the artifact out (training-free)")
@@ -161,7 +174,9 @@ class PClarc(CorrectionMethod):
     trains = False
 
     def edit(self, module: nn.Module, layer: str) -> None:
-        attach_projection(module, layer, self.concept.h, self.concept.clean_mean)
+        """One projection along all the concepts' CAVs at once (each set to its clean mean, within their span)."""
+        hs = torch.stack([c.h for c in self.concepts])
+        attach_projection(module, layer, hs, torch.stack([c.clean_mean for c in self.concepts]))
 
 
 @register_method("rrr", config=RRRConfig, description="RRR: penalise input gradients inside artifact masks")

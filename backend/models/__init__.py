@@ -14,7 +14,13 @@ from backend.models.checkpoint import (
 from backend.models.importing import IMAGENET_NORMALIZATION, import_checkpoint, strip_prefix
 from backend.models.layers import LayerInfo, candidate_layers, capture_layer, eval_mode, get_layer, output_layer
 from backend.models.locking import module_lock
-from backend.models.projection import ConceptProjection, attach_projection, find_projection, project_along
+from backend.models.projection import (
+    ConceptProjection,
+    attach_projection,
+    find_projection,
+    project_along,
+    project_onto,
+)
 from backend.models.registry import (
     Architecture,
     CompactVGG,
@@ -52,6 +58,7 @@ __all__ = [
     "module_lock",
     "output_layer",
     "project_along",
+    "project_onto",
     "register_model",
     "save_checkpoint",
     "split_at_layer",

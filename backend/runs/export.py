@@ -38,9 +38,11 @@ def export_corrected(
     before: EvaluationResult,
     after: EvaluationResult,
     artifact_ids: Collection[str] | None = None,
+    concepts: list[dict] | None = None,
 ) -> tuple[Path, Path]:
     """Write `<out>` (.safetensors), its card `<out>.json` (naming the CAV: `cav_summary` has its name and quality
-    when known; and where the attacked figures come from) and the CAV itself (`cav_file`); returns the checkpoint's
+    when known; and where the attacked figures come from; `concepts`, a row per concept of a run that corrected
+    several, with its CAV and figures) and the CAV itself (`cav_file`); returns the checkpoint's
     and the card's paths. P-ClArC's projection travels in the card and is re-attached by `load_checkpoint`; the
     weights alone load into the plain architecture."""
     out = Path(out)
@@ -70,6 +72,8 @@ def export_corrected(
         "annotations_sha256": annotation_hash(artifact_ids) if artifact_ids is not None else None,
         "based_on": model.meta.dataset,
     }
+    if concepts is not None:
+        correction["concepts"] = concepts
     layer = correction.get("layer", cav.layer)
     projection = find_projection(model.module, layer)
     if projection is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 
 from backend.correction import get_method
 from backend.errors import ConfigError
@@ -25,11 +26,13 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def run_name(job: CorrectionJob) -> str:
-    """A run's name that says what it is: concept, method, λ (where the method has one) and epochs."""
+    """A run's name that says what it is: concept(s), method, λ (where the method has one) and epochs."""
     lam = job.method_options.get("lam")
     if lam is None and "lam" in {f.name for f in fields(get_method(job.method).config)}:
         lam = get_method(job.method).config().lam
-    parts = [job.concept or job.cav or "planted artifact", job.method]
+    concepts = [job.concept or job.cav or "planted artifact"]
+    concepts += [Path(x.cav).name.removesuffix(".json").removesuffix(".cav") for x in job.more_concepts]
+    parts = [" + ".join(concepts), job.method]
     parts += [f"λ={lam:g}"] if lam is not None else []
     trains = get_method(job.method).factory.trains
     parts += [f"{job.loop.epochs} epochs"] if trains else []

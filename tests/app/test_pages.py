@@ -500,3 +500,48 @@ def test_changing_a_filter_goes_back_to_the_first_page(workspace):
     at.multiselect(key="explore_filter_true").set_value(["nevus"])
     _run(at)
     assert at.get("pagination")[0].value == 1
+
+
+def test_correcting_two_saved_cavs_in_one_run_shows_a_row_per_concept(workspace):
+    from backend.concepts import CavLibrary, fit_concept
+
+    _planted_annotations(workspace)
+    model, dataset = load_checkpoint(DEFAULT_CHECKPOINT), open_dataset(SMALL_SPEC, workspace)
+    view = dataset.split("train")
+    planted = {sid: int(flag) for sid, flag in zip(view.sample_ids, view.has_artifact)}
+    nevi = [sid for sid, label in zip(view.sample_ids, view.labels) if dataset.classes[label] == "nevus"]
+    other = {sid: int(k % 3 == 0) for k, sid in enumerate(nevi)}  # a second concept, in another class
+    AnnotationStore(workspace).set_labels(dataset.dataset_id, "second mark", other)
+    library = CavLibrary(workspace)
+    ids = [
+        library.save(
+            fit_concept(model, dataset, labels, concept=concept, n_random=0, workspace=workspace),
+            f"{concept} {time.time_ns()}",
+            dataset_id=dataset.dataset_id,
+            model=model,
+        ).id
+        for concept, labels in ((CONCEPT, planted), ("second mark", other))
+    ]
+    at = _app(page="correct.py")
+    at.selectbox(key="correct_cav").set_value(ids[0])
+    _run(at)
+    at.multiselect(key="correct_more_concepts").set_value([ids[1]])
+    _run(at)
+    at.number_input(key=f"correct_more_lam_{ids[1]}").set_value(1e4)
+    at.number_input(key="correct_loop_epochs").set_value(1)
+    _run(at)
+    before = {r.id for r in RunStore(workspace).list()}
+    _click(at, _button(at, "Launch run"))
+    (new,) = [r for r in RunStore(workspace).list() if r.id not in before]
+    assert [c["cav"] for c in new.config["more_concepts"]] == [ids[1]] and new.config["more_concepts"][0]["lam"] == 1e4
+    assert " + " in new.name
+    (record,) = _wait(workspace, [new.id])
+    assert record.status == "succeeded", record.error
+    assert [c["attacked_class"] for c in record.result["concepts"]] == ["melanoma", "nevus"]
+    at.switch_page("results.py")
+    at.session_state["results_run"] = record.id
+    _run(at)
+    assert any(s.value == "Each concept" for s in at.subheader)
+    table = next(d.value for d in at.dataframe if "concept" in d.value.columns and "gap closed" in d.value.columns)
+    assert list(table["concept"]) == [CONCEPT, "second mark"]
+    assert table["attacked_acc after"].notna().all()

@@ -83,3 +83,16 @@ def test_the_cli_writes_the_report_and_an_unknown_run_is_exit_code_2(finished, t
     assert "<!DOCTYPE html>" in written.read_text() and _PNG.search(written.read_text())
     assert main(["report", "no-such-run", "--workspace", str(store.workspace), "--out", "x.html"]) == 2
     assert "error: no run 'no-such-run'" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+
+
+def test_a_run_of_several_concepts_has_a_row_per_concept(finished):
+    store, record = finished
+    assert "Each concept" not in build_report(store, record.id)  # one concept: its figures are the run's
+    (own,) = record.result["concepts"]
+    second = own | {"concept": "band-aid", "attacked_class": "nevus", "lam": 1e4}
+    copy = store.create(record.config, name="two concepts")
+    store.finish(copy, "succeeded", result=record.result | {"concepts": [own, second]}, outputs=record.outputs)
+    html = build_report(store, copy)
+    section = html[html.index("Each concept") :]
+    assert "band-aid" in section and "nevus" in section and own["concept"] in section
+    assert f"{own['after']['attacked_acc']:.1%}" in section
