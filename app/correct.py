@@ -259,8 +259,9 @@ def _run_monitor(active: bool) -> None:
     run_id = st.selectbox(
         "Watch run", list(by_id), key="correct_watch_run", format_func=lambda i: f"{i} · {by_id[i].name}"
     )
-    record = by_id[run_id]
-    st.progress(record.progress, text=f"{record.status} · {record.message}")
+    record = runs.store.get(run_id)  # the list leaves out the metric history; the watched run needs it
+    text = f"{record.status} · {record.message}" if record.message else record.status
+    st.progress(record.progress, text=text)
     if record.history:
         st.plotly_chart(loss_chart(record.history), key="correct_loss_chart")
     if record.status not in FINAL_STATUSES:

@@ -135,6 +135,7 @@ def _take_upload() -> None:
     state = st.session_state
     upload = state.get("setup_upload")
     if upload is None:
+        state.pop("setup_upload_error", None)  # the file was removed: so is its error
         return
     try:
         state["checkpoint"] = str(store_checkpoint_upload(upload.getvalue()))

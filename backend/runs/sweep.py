@@ -35,7 +35,7 @@ def run_name(job: CorrectionJob) -> str:
     parts = [" + ".join(concepts), job.method]
     parts += [f"λ={lam:g}"] if lam is not None else []
     trains = get_method(job.method).factory.trains
-    parts += [f"{job.loop.epochs} epochs"] if trains else []
+    parts += [f"{job.loop.epochs} epoch{'s' if job.loop.epochs != 1 else ''}"] if trains else []
     return " · ".join(parts)
 
 

@@ -225,6 +225,7 @@ def test_launching_a_run_then_results_and_export(workspace):
     _run(at)
     assert at.selectbox(key="correct_watch_run").value == record.id
     assert any(b.label == "Open results" for b in at.button)
+    assert at.get("plotly_chart"), "the watched run's loss curves are drawn (its history is loaded)"
     at.switch_page("results.py")
     _run(at)
     assert at.selectbox(key="results_run").value == record.id
