@@ -13,6 +13,7 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
+from backend.evaluation import describe_attack
 from backend.runs import N_EXAMPLES, RunRecord, build_report, concept_rows, load_examples, sweep_summary
 from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
@@ -56,22 +57,6 @@ def render() -> None:
     _export(record)
 
 
-def _attack_text(figures: dict) -> str:
-    """Where the attacked figures come from, in words."""
-    source, detail = figures.get("attack_source"), figures.get("attack") or {}
-    if source == "planted":
-        return f"the planted {detail.get('artifact')} drawn into every test image"
-    if source == "transplanted":
-        return (
-            f"the artifact cut from {detail.get('donors')} annotated training images ({detail.get('masks')}) and "
-            f"pasted into every test image, {detail.get('rounds')} rounds: {figures.get('n_attacked')} images"
-        )
-    if source == "supplied":
-        paired = f"{detail.get('paired')} of {detail.get('of')} test images paired"
-        return f"your attacked copy {detail.get('dataset')}: {paired}"
-    return "no attacked test images: annotate training images that show the artifact, or supply an attacked copy"
-
-
 def _before_after(record: RunRecord) -> None:
     result = record.result or {}
     before, after = result.get("before", {}), result.get("after", {})
@@ -95,7 +80,7 @@ def _before_after(record: RunRecord) -> None:
                 f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}",
                 delta_color="normal" if is_acc else "inverse",
             )
-    st.caption(f"Attacked images: {_attack_text(after)}.")
+    st.caption(f"Attacked images: {describe_attack(after)}.")
     left, right = st.columns([1, 1])
     left.dataframe(
         table,

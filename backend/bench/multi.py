@@ -10,14 +10,13 @@ that artifact), so no estimate stands between the figures and the truth.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from backend.bench.natural import save_png, write_artifact_labels
 from backend.bench.registry import register_bench
 from backend.concepts import fit_concept, read_concept_labels
 from backend.correction import LoopConfig
@@ -84,22 +83,14 @@ def write_folders(root: Path, plantings: dict[str, str], n_train: int, p: float,
                 clean = apply_artifact(by_class[label], image, rng)[0]
                 if split == "train":
                     marked[by_class[label]].append(name)
-            _save(root / "images" / f"{name}.png", clean)
+            save_png(root / "images" / f"{name}.png", clean)
             if split == "test":
                 for artifact in plantings:
-                    _save(root / f"attacked-{artifact}" / f"{name}.png", apply_artifact(artifact, image, rng)[0])
+                    save_png(root / f"attacked-{artifact}" / f"{name}.png", apply_artifact(artifact, image, rng)[0])
     for artifact, ids in marked.items():
-        with open(root / f"labels-{artifact}.csv", "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["sample_id", "label"])
-            writer.writerows([sid, 1] for sid in ids)
+        write_artifact_labels(root / f"labels-{artifact}.csv", ids)
     marker.write_text(json.dumps(config))
     return config
-
-
-def _save(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
 
 
 def _measure(model, dataset, cavs: dict, root: Path) -> dict:

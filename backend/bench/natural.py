@@ -90,20 +90,26 @@ def write_folders(root: Path, n_train: int, p: float, size: int = 64) -> dict:
                 clean = draw_sticker(image, rng)[0]
                 if split == "train":
                     stickered.append(name)
-            _save(root / "images" / f"{name}.png", clean)
+            save_png(root / "images" / f"{name}.png", clean)
             if split == "test":
-                _save(root / "attacked" / f"{name}.png", draw_sticker(image, rng)[0])
-    with open(root / "labels.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sample_id", "label"])
-        writer.writerows([sid, 1] for sid in stickered)
+                save_png(root / "attacked" / f"{name}.png", draw_sticker(image, rng)[0])
+    write_artifact_labels(root / "labels.csv", stickered)
     marker.write_text(json.dumps(config))
     return config
 
 
-def _save(path: Path, image: np.ndarray) -> None:
+def save_png(path: Path, image: np.ndarray) -> None:
+    """One image of a bench folder, its folders made as needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
+
+
+def write_artifact_labels(path: Path, sample_ids: list[str]) -> None:
+    """A user's annotation file: the samples that show the artifact (`sample_id,label` with label 1)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sample_id", "label"])
+        writer.writerows([sid, 1] for sid in sample_ids)
 
 
 def _figures(evaluation) -> dict:

@@ -2,7 +2,7 @@
 transplanted), and the before/after figures of a correction (clean and attacked accuracy, per class and as confusion
 matrices, TCAV, R_bias) as functions over models and dataset views."""
 
-from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set
+from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set, describe_attack
 from backend.evaluation.metrics import (
     EvaluationResult,
     accuracy,
@@ -18,6 +18,7 @@ __all__ = [
     "AttackConfig",
     "AttackSource",
     "AttackedSet",
+    "describe_attack",
     "EvaluationResult",
     "Predictions",
     "accuracy",

@@ -30,7 +30,7 @@ from backend.errors import ConfigError
 from backend.models import LoadedModel
 from backend.options import check_choices, option
 
-__all__ = ["AttackConfig", "AttackSource", "AttackedSet", "attacked_set"]
+__all__ = ["AttackConfig", "AttackSource", "AttackedSet", "attacked_set", "describe_attack"]
 
 AttackSource = Literal["auto", "planted", "supplied", "transplanted", "none"]
 
@@ -176,3 +176,19 @@ def _transplanted(
         "pairs": {sid: [v.attack.donor_for(sid).sample_id for v in views] for sid in views[0].sample_ids},
     }
     return AttackedSet("transplanted", views, np.arange(len(views[0])), detail)
+
+
+def describe_attack(figures: dict) -> str:
+    """Where an evaluation's attacked figures (`EvaluationResult.to_dict()`) come from, in words."""
+    source, detail = figures.get("attack_source"), figures.get("attack") or {}
+    if source == "planted":
+        return f"the planted {detail.get('artifact')} drawn into every test image"
+    if source == "transplanted":
+        return (
+            f"the artifact cut from {detail.get('donors')} annotated training images ({detail.get('masks')}) and "
+            f"pasted into every test image, {detail.get('rounds')} rounds: {figures.get('n_attacked')} images"
+        )
+    if source == "supplied":
+        paired = f"{detail.get('paired')} of {detail.get('of')} test images paired"
+        return f"your attacked copy {detail.get('dataset')}: {paired}"
+    return "no attacked test images: annotate training images that show the artifact, or supply an attacked copy"

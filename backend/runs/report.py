@@ -30,6 +30,7 @@ from backend.attribution import class_heatmaps, image_batch, overlay
 from backend.concepts import Cav, load_cav, planted_labels, read_concept_labels
 from backend.data import ClarcDataset, open_dataset
 from backend.errors import ClarcError, ConfigError
+from backend.evaluation import describe_attack
 from backend.models import LoadedModel, load_checkpoint
 from backend.runs.compare import concept_rows
 from backend.runs.export import load_examples
@@ -124,21 +125,6 @@ def _dataset(record: RunRecord, model: LoadedModel, workspace: Path) -> tuple[Cl
 
 
 # -- the sections ----------------------------------------------------------------------------------------------------
-
-
-def _attack_text(figures: dict) -> str:
-    """Where the attacked figures come from, in words."""
-    source, detail = figures.get("attack_source"), figures.get("attack") or {}
-    if source == "planted":
-        return f"the planted {esc(detail.get('artifact'))} drawn into every test image"
-    if source == "transplanted":
-        return (
-            f"the artifact cut from {esc(detail.get('donors'))} annotated training images and pasted into every test "
-            f"image, {esc(detail.get('rounds'))} rounds ({esc(figures.get('n_attacked'))} images)"
-        )
-    if source == "supplied":
-        return f"the attacked copy {esc(detail.get('dataset'))} ({esc(detail.get('paired'))} test images paired)"
-    return "none, the run had no attacked test images"
 
 
 def _header(record: RunRecord) -> str:
@@ -302,7 +288,7 @@ def _figures_section(before: dict, after: dict) -> str:
     parts = [
         note(
             f"Measured on the {esc(after.get('split', 'test'))} split ({esc(after.get('n'))} images). "
-            f"Attacked images: {_attack_text(after)}."
+            f"Attacked images: {esc(describe_attack(after))}."
         ),
         table(["figure", "before", "after", "change"], rows, (1, 2, 3)),
     ]
