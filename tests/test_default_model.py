@@ -1,8 +1,10 @@
-"""The shipped default model: biased as promised, its card tells the truth, and it regenerates from its seed."""
+"""The shipped default model: biased as promised, its card tells the truth, and training from a seed is
+deterministic (the full regeneration is `python -m backend bench default-model`)."""
 
 from dataclasses import asdict
 
 import pytest
+import torch
 
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
@@ -33,10 +35,11 @@ def test_default_model_learned_the_skin_marker_shortcut(default_model, workspace
     assert figures["attacked_acc"] == pytest.approx(card["test_attacked_acc"], abs=1e-6)
 
 
-@pytest.mark.slow
-def test_default_model_regenerates_from_its_seed_within_one_point(default_model, workspace):
-    result = train_model(TrainConfig(device="cpu"), workspace=workspace)
-    fresh, card = result.model.meta.metrics, default_model.meta.metrics
-    assert abs(fresh["test_clean_acc"] - card["test_clean_acc"]) <= 0.01
-    assert abs(fresh["test_attacked_acc"] - card["test_attacked_acc"]) <= 0.01
-    assert result.seconds <= 300
+def test_training_from_a_seed_is_deterministic(small_dataset, workspace):
+    """What makes the default model regenerate (`python -m backend bench default-model` retrains it in full and
+    compares with the card): the same config trains the same weights, so the same figures."""
+    config = TrainConfig(dataset=str(small_dataset.spec), epochs=1, device="cpu")
+    first, second = (train_model(config, workspace=workspace).model for _ in range(2))
+    for (name, a), b in zip(first.module.state_dict().items(), second.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert first.meta.metrics["test_clean_acc"] == second.meta.metrics["test_clean_acc"]
