@@ -28,6 +28,7 @@ __all__ = [
 
 NEW_CONCEPT = "+ new concept…"
 ACTIVE = "active_concept"  # the concept being annotated, shared by the pages
+REVIEW = "explore_review"  # images another page sends to Explore's checklist: {"concept", "title", "sample_ids"}
 
 
 def concept_picker(context: Context) -> str:

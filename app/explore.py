@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.annotating import apply_labels, cav_scores_for, concept_manager, concept_picker, undo_last
+from app.annotating import REVIEW, apply_labels, cav_scores_for, concept_manager, concept_picker, undo_last
 from app.context import Context, current_context
 from app.resources import EXPLORE_SPLIT, annotation_store, embedding, heatmaps, outlier_scores, predictions
 from backend.data import SPLITS, SplitView
@@ -95,6 +95,8 @@ def render() -> None:
         all_labels=annotation_store().all_labels(context.dataset_id),
         cav_scores=cav_scores_for(context, concept, split),
     )
+    if st.session_state.get(REVIEW):
+        _review(page, st.session_state[REVIEW])
     mode = (
         st.segmented_control(
             "Explore by",
@@ -291,9 +293,27 @@ def _embedding(page: _Page) -> None:
 CHECKLIST_MAX = 1000  # rows a lasso's checklist lists (thumbnails included); a larger selection is refused
 
 
-def _checklist(page: _Page, chosen: list[int]) -> None:
-    """The images of a lasso selection: tick those that show the concept and save them under a concept. Rows start
-    unticked; labels a sample already has for that concept are kept unless overwriting is asked for."""
+def _review(page: _Page, review: dict) -> None:
+    """Images another page proposed (a Reveal candidate) in the checklist, ticked: untick the false positives."""
+    with st.container(border=True):
+        st.subheader(f"Review: {review['title']}")
+        st.caption(
+            f"Reveal proposed these images as one candidate shortcut. Untick those that do not show it, then save the "
+            f"rest as **artifact** under the concept (named **{review['concept']}**; rename it here)."
+        )
+        position = {sid: i for i, sid in enumerate(page.view.sample_ids)}
+        chosen = [position[sid] for sid in review["sample_ids"] if sid in position]
+        if chosen:
+            _checklist(page, chosen, ticked=True, key="explore_review")
+        else:
+            st.warning(f"None of these images is in the {page.view.split} split: Reveal looks at the training split.")
+        st.button("Close the review", key="explore_review_close", on_click=lambda: st.session_state.pop(REVIEW, None))
+
+
+def _checklist(page: _Page, chosen: list[int], ticked: bool = False, key: str = "explore_checklist") -> None:
+    """The images of a selection: tick those that show the concept and save them under a concept. Rows start
+    unticked (`ticked`: ticked); labels a sample already has for that concept are kept unless overwriting is asked
+    for. `key` prefixes the widgets' keys, so two checklists can share the page."""
     view, classes, preds, state = page.view, page.classes, page.preds, st.session_state
     st.subheader(f"{len(chosen)} selected")
     if len(chosen) > CHECKLIST_MAX:
@@ -303,11 +323,11 @@ def _checklist(page: _Page, chosen: list[int]) -> None:
         return
     st.caption("Tick the images that show the concept (or tick all and untick the false positives), then save them.")
     selection = hash(tuple(chosen))
-    all_key = f"explore_checklist_all_{selection}"
+    all_key = f"{key}_all_{selection}"
     t1, t2, _ = st.columns([1, 1, 4])
-    t1.button("Tick all", key="explore_tick_all", on_click=lambda: state.update({all_key: True}))
-    t2.button("Untick all", key="explore_untick_all", on_click=lambda: state.update({all_key: False}))
-    ticked = bool(state.get(all_key, False))
+    t1.button("Tick all", key=f"{key}_tick_all", on_click=lambda: state.update({all_key: True}))
+    t2.button("Untick all", key=f"{key}_untick_all", on_click=lambda: state.update({all_key: False}))
+    ticked = bool(state.get(all_key, ticked))
     table = pd.DataFrame(
         {
             "keep": ticked,
@@ -320,7 +340,7 @@ def _checklist(page: _Page, chosen: list[int]) -> None:
     )
     edited = st.data_editor(
         table,
-        key=f"explore_checklist_{selection}_{int(ticked)}",
+        key=f"{key}_{selection}_{int(ticked)}",
         hide_index=True,
         disabled=["image", "sample_id", "true class", "predicted", "label"],
         column_config={"image": st.column_config.ImageColumn("image", width="small")},
@@ -328,8 +348,8 @@ def _checklist(page: _Page, chosen: list[int]) -> None:
     )
     kept = edited.loc[edited["keep"], "sample_id"].tolist()
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    name = c1.text_input("Concept", value=page.concept, key="explore_checklist_concept", help="e.g. skin marker, ruler")
-    overwrite = c2.toggle("Overwrite existing labels", key="explore_checklist_overwrite")
+    name = c1.text_input("Concept", value=page.concept, key=f"{key}_concept", help="e.g. skin marker, ruler")
+    overwrite = c2.toggle("Overwrite existing labels", key=f"{key}_overwrite")
     target = name.strip() or page.concept
     existing = page.all_labels.get(target, {})
     s1, s2 = st.columns(2)
@@ -340,6 +360,7 @@ def _checklist(page: _Page, chosen: list[int]) -> None:
             f"Save {len(todo)} as {LABEL_NAMES[value]}" + (f" ({skipped} already labelled, kept)" if skipped else ""),
             type=kind,
             icon=icon,
+            key=f"{key}_save_{value}",
             disabled=not todo,
             on_click=apply_labels,
             args=(page.context, target, todo),

@@ -15,6 +15,7 @@ _HERE = Path(__file__).resolve().parent
 pages = [
     st.Page(str(_HERE / "setup.py"), title="Setup", icon=":material/tune:", default=True),
     st.Page(str(_HERE / "explore.py"), title="Explore", icon=":material/grid_view:", url_path="explore"),
+    st.Page(str(_HERE / "reveal.py"), title="Reveal", icon=":material/travel_explore:", url_path="reveal"),
     st.Page(str(_HERE / "concepts.py"), title="Concepts", icon=":material/explore:", url_path="concepts"),
     st.Page(str(_HERE / "correct.py"), title="Correct", icon=":material/healing:", url_path="correct"),
     st.Page(str(_HERE / "results.py"), title="Results", icon=":material/compare:", url_path="results"),

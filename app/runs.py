@@ -56,6 +56,9 @@ def _label(row: dict) -> str:
 def _compare(store, shown: list[dict]) -> None:
     """The picked runs' figures next to each other and their loss curves on one chart."""
     st.subheader("Compare")
+    if not shown:  # leave the picks alone: they come back with the runs when the filter is cleared
+        st.caption("No run matches the filters.")
+        return
     by_id = {r["run"]: r for r in shown}
     state = st.session_state
     picked = [run_id for run_id in state.get("runs_compare", []) if run_id in by_id]

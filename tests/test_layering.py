@@ -22,6 +22,7 @@ LAYERS = {
     "backend.models": 3,
     "backend.concepts": 4,
     "backend.attribution": 5,
+    "backend.discovery": 5,  # explains with attribution, sideways: attribution never imports it
     "backend.correction": 6,
     "backend.evaluation": 7,
     "backend.training": 8,

@@ -9,6 +9,16 @@ __all__ = ["Benchmark", "benchmarks", "register_bench"]
 
 def benchmarks() -> dict[str, Benchmark]:
     """Every benchmark, by name (their modules register themselves when imported here, on first use)."""
-    from backend.bench import attribution, cav, correction, data, default_model, multi, natural, soak  # noqa: F401  (imported on demand)
+    from backend.bench import (  # noqa: F401  (imported on demand)
+        attribution,
+        cav,
+        correction,
+        data,
+        default_model,
+        discovery,
+        multi,
+        natural,
+        soak,
+    )
 
     return registered()

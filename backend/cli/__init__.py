@@ -1,5 +1,5 @@
 """Command line of ClArC Studio: `python -m backend train | info | import-checkpoint | cav | cavs | correct |
-evaluate | runs | report | bench`, one module per command group, each command with --help."""
+evaluate | runs | report | reveal | bench`, one module per command group, each command with --help."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from backend.cli.concepts import add_cav, add_cavs
 from backend.cli.correct import add_correct, add_evaluate
 from backend.cli.info import add_info
 from backend.cli.report import add_report
+from backend.cli.reveal import add_reveal
 from backend.cli.runs import add_runs
 from backend.cli.train import add_train
 from backend.errors import ClarcError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate,
         add_runs,
         add_report,
+        add_reveal,
         add_bench,
     )
     for add in commands:

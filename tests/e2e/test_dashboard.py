@@ -63,6 +63,7 @@ GRID_IMAGES = ".st-key-explore_grid img"  # the tiles of Explore's grid (st.grid
 TITLES = {  # sidebar link -> the page's title
     "Setup": "ClArC Studio",
     "Explore": "Explore and annotate",
+    "Reveal": "Reveal candidate shortcuts",
     "Concepts": "Concepts",
     "Correct": "Correct",
     "Results": "Results",

@@ -1,0 +1,141 @@
+"""`bench discovery`: does Reveal find a shortcut nobody annotated? Three models: one trained on an image folder with
+two or three planted artifacts, each in a share of one class (bench multi's folder), the shipped default model
+(skin markers in melanomas), and one trained on the embedded benchmark without any artifact. For each planted
+artifact, the best (by F1) of its class's top-5 candidates, scored against the planted samples; for the clean model,
+what it proposes anyway."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from backend.bench.multi import parse_plantings, write_folders
+from backend.bench.registry import register_bench
+from backend.concepts import read_concept_labels
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT
+from backend.discovery import ClassDiscovery, discover_class
+from backend.models import load_checkpoint, save_checkpoint
+from backend.storage import resolve_workspace
+from backend.training import TrainConfig, train_model
+
+_TOP = 5
+# Three shortcuts the model learns. Not bench multi's band-aid: measured, this model does not learn it (band-aids in
+# nevi cost 2.4 points of attacked accuracy, in keratoses none), so there is nothing in its explanations to find.
+DEFAULT_PLANTINGS = "skin_marker:melanoma,dark_corner:nevus,ruler:seborrheic_keratosis"
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--artifacts", default=DEFAULT_PLANTINGS, help=f"ARTIFACT:CLASS pairs (default {DEFAULT_PLANTINGS})"
+    )
+    parser.add_argument(
+        "--n-train", type=int, default=3000, help="training images of the planted folder (default 3000)"
+    )
+    parser.add_argument("--p", type=float, default=0.3, help="share of each class's training images with its artifact")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the planted and clean models")
+    parser.add_argument(
+        "--quick", action="store_true", help="600 training images, 6 epochs, no clean model: a smoke test"
+    )
+    parser.add_argument("--root", help="where to write the folder and models (default <workspace>/bench-discovery)")
+
+
+def _trained(path: Path, spec: str, epochs: int, workspace: Path):
+    """The model at `path`, trained on `spec` first if it is not there."""
+    if not path.is_file():
+        result = train_model(TrainConfig(dataset=spec, epochs=epochs, device="cpu"), workspace=workspace)
+        save_checkpoint(result.model.module, result.model.meta, path)
+    return load_checkpoint(path)
+
+
+def score(found: ClassDiscovery, planted: set[str]) -> dict:
+    """The best of the top-5 candidates by F1 against the planted samples: its precision, recall and rank."""
+    best = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "rank": None, "candidate": None, "size": 0}
+    for c in found.candidates[:_TOP]:
+        hits = len(planted.intersection(c.sample_ids))
+        precision, recall = hits / len(c.sample_ids), hits / len(planted) if planted else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
+        if f1 > best["f1"]:
+            best = {"precision": precision, "recall": recall, "f1": f1, "rank": c.rank, "candidate": c.key}
+            best["size"] = len(c.sample_ids)
+    return best
+
+
+def _proposals(found: ClassDiscovery) -> list[dict]:
+    return [
+        {"candidate": c.key, "size": len(c.sample_ids), "share": c.share, "score": c.score}
+        for c in found.candidates[:_TOP]
+    ]
+
+
+def _report(name: str, row: dict) -> str:
+    ok = row["precision"] >= 0.9 and row["recall"] >= 0.5
+    where = f"rank {row['rank']} ({row['candidate']}, {row['size']} images)" if row["rank"] else "none of the top 5"
+    return (
+        f"  {name:26s} precision {row['precision']:.2f} recall {row['recall']:.2f}  {where}"
+        f"  {'meets' if ok else 'MISSES'} >= 0.9 / >= 0.5"
+    )
+
+
+@register_bench(
+    "discovery",
+    help="Reveal's candidates against planted artifacts: three artifacts in three classes, the default model, and a "
+    "model trained without any artifact",
+    add_arguments=_arguments,
+)
+def bench_discovery(args: argparse.Namespace) -> dict:
+    workspace = resolve_workspace(args.workspace)
+    plantings = parse_plantings(args.artifacts)
+    root = Path(args.root) if args.root else workspace / "bench-discovery"
+    n_train, epochs = (600, 6) if args.quick else (args.n_train, args.epochs)
+    t0 = time.perf_counter()
+    write_folders(root, plantings, n_train, args.p)
+    spec = f"folder:{root / 'images'}?size=64"
+    model = _trained(root / f"model-{n_train}-{epochs}.safetensors", spec, epochs, workspace)
+    dataset = open_dataset(spec, workspace)
+    print(f"planted folder {root}: {plantings} at p={args.p}, {n_train} training images")
+    artifacts = {}
+    for artifact, class_name in plantings.items():
+        labels = read_concept_labels(root / f"labels-{artifact}.csv")
+        found = discover_class(model, dataset, class_name, workspace=workspace)
+        artifacts[artifact] = score(found, {sid for sid, v in labels.items() if v == 1}) | {"class": class_name}
+        print(_report(f"{artifact} in {class_name}", artifacts[artifact]))
+
+    default = load_checkpoint(DEFAULT_CHECKPOINT)
+    embedded = open_dataset(default.meta.dataset, workspace)
+    view = embedded.split("train")
+    planted_ids = {sid for sid, flag in zip(view.sample_ids, view.has_artifact) if flag}
+    target = embedded.planting.classes[0]
+    found = discover_class(default, embedded, target, workspace=workspace)
+    default_row = score(found, planted_ids) | {"class": target, "artifact": embedded.planting.artifact}
+    print("default model (skin markers in melanomas):")
+    print(_report(f"{default_row['artifact']} in {target}", default_row))
+
+    clean = {}
+    if not args.quick:
+        clean_spec = "synthderm?artifact=none&seed=0&size=64"
+        clean_model = _trained(root / f"clean-{epochs}.safetensors", clean_spec, epochs, workspace)
+        clean_data = open_dataset(clean_spec, workspace)
+        print("model trained without any artifact, its top candidates per class:")
+        for class_name in clean_data.classes:
+            clean[class_name] = _proposals(discover_class(clean_model, clean_data, class_name, workspace=workspace))
+            top = clean[class_name][0] if clean[class_name] else None
+            print(
+                f"  {class_name:22s} "
+                + (f"{top['candidate']}: {top['size']} images, d' {top['score']:.2f}" if top else "no candidate")
+            )
+    biased_scores = [c["score"] for c in _proposals(found)]
+    result = {
+        "artifacts": artifacts,
+        "default_model": default_row,
+        "default_model_top_scores": biased_scores,
+        "clean_model": clean,
+        "plantings": plantings,
+        "images": n_train,
+        "p": args.p,
+        "seconds": time.perf_counter() - t0,
+    }
+    met = [a for a, row in artifacts.items() if row["precision"] >= 0.9 and row["recall"] >= 0.5]
+    print(f"{len(met)} of {len(artifacts)} planted artifacts found in their class's top {_TOP} (>= 0.9 / >= 0.5)")
+    return result

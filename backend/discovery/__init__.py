@@ -1,0 +1,28 @@
+"""Discovery: find shortcuts before anyone annotated them. Latent relevances per class (CRP-style), spectral
+clustering of them (SpRAy), a concept atlas of the most relevant channels, and candidates ranked for review."""
+
+from backend.discovery.candidates import (
+    AtlasChannel,
+    Candidate,
+    ClassDiscovery,
+    RevealConfig,
+    discover_class,
+    reveal,
+)
+from backend.discovery.relevance import DiscoveryCancelled, LatentRelevances, latent_relevances
+from backend.discovery.spray import SpectralClusters, normalised_relevance, spectral_clusters
+
+__all__ = [
+    "AtlasChannel",
+    "Candidate",
+    "ClassDiscovery",
+    "DiscoveryCancelled",
+    "LatentRelevances",
+    "RevealConfig",
+    "SpectralClusters",
+    "discover_class",
+    "latent_relevances",
+    "normalised_relevance",
+    "reveal",
+    "spectral_clusters",
+]
