@@ -68,7 +68,7 @@ def test_iou_pointing_and_r_bias_match_slow_references():
 
 def test_bench_attribution_shows_the_shortcut_and_finds_the_artifact(tmp_path):
     out = tmp_path / "attribution.json"
-    done = run_backend("bench", "attribution", "--json", str(out), timeout=600)
+    done = run_backend("bench", "attribution", "--quick", "--json", str(out), timeout=600)
     assert done.returncode == 0, done.stderr
     figures = json.loads(out.read_text())
     rb, masks, latency = figures["r_bias"], figures["concept_masks"], figures["latency"]

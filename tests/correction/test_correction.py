@@ -245,14 +245,21 @@ def test_directional_derivative_matches_finite_differences(model, small_dataset,
 
 def test_cli_correct_and_evaluate(tmp_path):
     out, report = tmp_path / "corrected", tmp_path / "correct.json"
-    done = run_backend("correct", "--epochs", "2", "--out", str(out), "--json", str(report), timeout=600)
+    small = ("--dataset", "synthderm?n_train=600&n_val=60&n_test=150")  # the default model, fewer images
+    done = run_backend("correct", "--epochs", "2", *small, "--out", str(out), "--json", str(report), timeout=600)
     assert done.returncode == 0, done.stderr
     summary = json.loads(report.read_text())
     assert summary["after"]["attacked_acc"] > summary["before"]["attacked_acc"]
     assert (out / "model.safetensors").exists() and (out / "model.json").exists()
     assert "before" in done.stdout and "epoch 2/2" in done.stderr
     done = run_backend(
-        "evaluate", "--checkpoint", str(out / "model.safetensors"), "--json", str(tmp_path / "eval.json"), timeout=600
+        "evaluate",
+        "--checkpoint",
+        str(out / "model.safetensors"),
+        *small,
+        "--json",
+        str(tmp_path / "eval.json"),
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads((tmp_path / "eval.json").read_text())
