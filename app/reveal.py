@@ -62,7 +62,12 @@ def _progress(job: BackgroundJob) -> None:
     """The running job's progress and a cancel button; the whole page reruns once it has finished."""
     if job.finished:
         st.rerun(scope="app")
-    label = f"Explaining the images… {job.step} of {job.total} batches" if job.total else "Starting…"
+    if job.cancel.is_set():
+        label = "Cancelling… (stops before the next batch)"
+    elif job.total:
+        label = f"Explaining the images… {job.step} of {job.total} batches"
+    else:
+        label = "Starting… (loading the images)"
     st.progress(job.fraction, text=label)
     st.button("Cancel", key="reveal_cancel", on_click=job.cancel.set, disabled=job.cancel.is_set())
 

@@ -10,19 +10,24 @@ that artifact), so no estimate stands between the figures and the truth.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import TensorDataset
 
+from backend.attribution import image_batch
 from backend.bench.natural import save_png, write_artifact_labels
 from backend.bench.registry import register_bench
 from backend.concepts import fit_concept, read_concept_labels
-from backend.correction import LoopConfig
+from backend.correction import ConceptTarget, LoopConfig, RRClarcConfig, correct
 from backend.data import apply_artifact, open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
-from backend.evaluation import AttackConfig, evaluate
+from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
 from backend.models import load_checkpoint, save_checkpoint
 from backend.runs import CorrectionJob, ExtraConcept, run_correction_job
 from backend.storage import resolve_workspace
@@ -44,6 +49,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=12, help="epochs of the biased model's training (default 12)")
     parser.add_argument("--correction-epochs", type=int, default=20, help="epochs of each correction (default 20)")
     parser.add_argument("--lam", type=float, default=1e5, help="RR-ClArC's λ for every artifact (default 1e5)")
+    parser.add_argument(
+        "--no-select",
+        dest="select",
+        action="store_false",
+        help="skip choosing the joint run's gradient target, λ and epochs on validation images (use --lam)",
+    )
     parser.add_argument("--quick", action="store_true", help="600 training images, 6 + 5 epochs: a smoke test")
     parser.add_argument("--root", help="where to write the folders (default <workspace>/bench-multi)")
 
@@ -128,6 +139,75 @@ def _line(name: str, figures: dict) -> str:
     return " · ".join(parts)
 
 
+_GRID = {"gradient_target": ("logprobs", "all_logits_random"), "lam": (3e4, 1e5, 3e5), "epochs_factor": (1, 2)}
+
+
+def _validation_images(plantings: dict[str, str], n_train: int, classes: tuple[str, ...], size: int = 64):
+    """The validation images as rendered, without any planting (N, S, S, 3), their labels (indices into `classes`,
+    the model's order), and per artifact the same images with it: where the joint run's settings are chosen, so the
+    test folders stay untouched."""
+    n = n_train // 5
+    drawn = [sample_label(_SEED, "val", i) for i in range(n)]
+    clean = np.stack([render_sample(_SEED, "val", i, k, size) for i, k in enumerate(drawn)])
+    labels = np.array([classes.index(SYNTHDERM_CLASSES[k]) for k in drawn])
+    attacked = {}
+    for artifact in plantings:
+        rng = np.random.default_rng([_SEED, 99, list(plantings).index(artifact)])
+        attacked[artifact] = np.stack([apply_artifact(artifact, image, rng)[0] for image in clean])
+    return clean, labels, attacked
+
+
+def _validation_figures(model, images) -> dict:
+    clean, labels, attacked = images
+
+    def acc(x):
+        return accuracy(
+            predict_logits(model.module, TensorDataset(image_batch(x, model), torch.as_tensor(labels))), labels
+        )
+
+    return {"clean_acc": acc(clean), "artifacts": {a: {"attacked_acc": acc(x)} for a, x in attacked.items()}}
+
+
+def _choose_joint(model, dataset, cavs, labels_files, images, base_epochs: int, workspace) -> tuple[dict, list[dict]]:
+    """The joint RR-ClArC settings (gradient target, λ, epochs) whose corrected model closes the most of the worst
+    artifact's gap on the validation images, among those losing at most 2 points of clean validation accuracy."""
+    before = _validation_figures(model, images)
+    targets = [
+        ConceptTarget(cav, {sid for sid, v in read_concept_labels(labels_files[a]).items() if v == 1})
+        for a, cav in cavs.items()
+    ]
+    tried = []
+    for target, lam, factor in itertools.product(*_GRID.values()):
+        loop = LoopConfig(epochs=base_epochs * factor, device="cpu")
+        result = correct(
+            model,
+            dataset,
+            targets,
+            "rrclarc",
+            RRClarcConfig(lam=lam, gradient_target=target),
+            loop,
+            workspace=workspace,
+        )
+        after = _validation_figures(result.model, images)
+        _closure(before, after)
+        worst = min(row["gap_closed"] for row in after["artifacts"].values() if row["gap_closed"] is not None)
+        tried.append(
+            {
+                "gradient_target": target,
+                "lam": lam,
+                "epochs": loop.epochs,
+                "worst_gap_closed": worst,
+                "clean_change_points": after["clean_change_points"],
+            }
+        )
+        print(
+            f"  validation: {target:17s} λ {lam:g} {loop.epochs:2d} epochs: worst artifact closes {worst:.0%}, "
+            f"clean {after['clean_change_points']:+.1f}"
+        )
+    allowed = [t for t in tried if t["clean_change_points"] >= -2.0] or tried
+    return max(allowed, key=lambda t: t["worst_gap_closed"]), tried
+
+
 @register_bench(
     "multi",
     help="several planted artifacts in different classes: one joint RR-ClArC run against sequential single-artifact "
@@ -162,15 +242,15 @@ def bench_multi(args: argparse.Namespace) -> dict:
     before = _measure(model, dataset, cavs, root)
     print(_line("before", before))
 
-    def job(out: str, base: Path, method: str, artifacts: list[str]) -> CorrectionJob:
+    def job(out: str, base: Path, method: str, artifacts: list[str], options=None, epochs=None) -> CorrectionJob:
         first, *rest = artifacts
         return CorrectionJob(
             out=str(root / "runs" / out),
             checkpoint=str(base),
             dataset=spec,
             method=method,
-            method_options={"lam": args.lam} if method == "rrclarc" else {},
-            loop=loop,
+            method_options=(options or {"lam": args.lam}) if method == "rrclarc" else {},
+            loop=replace(loop, epochs=epochs or loop.epochs),
             cav=str(files[first]),
             labels=str(root / f"labels-{first}.csv"),
             attack=AttackConfig(attack="supplied", attacked_dataset=f"folder:{root / f'attacked-{first}'}"),
@@ -199,12 +279,32 @@ def bench_multi(args: argparse.Namespace) -> dict:
 
     runs, steps = {}, []
     names = list(plantings)
-    runs["joint"] = corrected(run_correction_job(job("joint", checkpoint, "rrclarc", names), workspace=workspace))
+    settings = {"gradient_target": RRClarcConfig().gradient_target, "lam": args.lam, "epochs": loop.epochs}
+    if args.select:  # the settings of every run below, chosen on validation images; the defaults' joint run too
+        runs["joint_default"] = corrected(
+            run_correction_job(job("joint-default", checkpoint, "rrclarc", names), workspace=workspace)
+        )
+        runs["joint_default"]["settings"] = dict(settings)
+        print(_line("joint, default settings", runs["joint_default"]))
+        labels_files = {a: root / f"labels-{a}.csv" for a in names}
+        images = _validation_images(plantings, n_train, tuple(model.meta.classes))
+        chosen, tried = _choose_joint(model, dataset, cavs, labels_files, images, loop.epochs, workspace)
+        settings = {k: chosen[k] for k in settings}
+        print(
+            f"chosen on validation images: {settings['gradient_target']}, λ {settings['lam']:g}, "
+            f"{settings['epochs']} epochs (for the joint, sequential and fine-tuning runs below)"
+        )
+    options = {"lam": settings["lam"], "gradient_target": settings["gradient_target"]}
+    runs["joint"] = corrected(
+        run_correction_job(job("joint", checkpoint, "rrclarc", names, options, settings["epochs"]), workspace=workspace)
+    )
+    runs["joint"]["settings"] = settings | ({"validation": tried} if args.select else {})
     print(_line("joint", runs["joint"]))
     base = checkpoint
     for k, artifact in enumerate(names):
         summary = run_correction_job(
-            job(f"sequential-{k + 1}-{artifact}", base, "rrclarc", [artifact]), workspace=workspace
+            job(f"sequential-{k + 1}-{artifact}", base, "rrclarc", [artifact], options, settings["epochs"]),
+            workspace=workspace,
         )
         base = Path(summary["checkpoint"])
         steps.append(corrected(summary) | {"corrected": artifact})
@@ -212,13 +312,17 @@ def bench_multi(args: argparse.Namespace) -> dict:
     runs["sequential"] = steps[-1] | {"steps": steps}
     print(_line("sequential", runs["sequential"]))
     runs["finetune"] = corrected(
-        run_correction_job(job("finetune", checkpoint, "finetune", names), workspace=workspace)
+        run_correction_job(
+            job("finetune", checkpoint, "finetune", names, epochs=settings["epochs"]), workspace=workspace
+        )
     )
     print(_line("finetune", runs["finetune"]))
     joint = runs["joint"]
     worst = min(row["gap_closed"] for row in joint["artifacts"].values() if row["gap_closed"] is not None)
     print(
-        f"joint RR-ClArC closes at least {worst:.0%} of every artifact's gap at {joint['clean_change_points']:+.1f} "
+        f"joint RR-ClArC ({joint['settings']['gradient_target']}, λ {joint['settings']['lam']:g}, "
+        f"{joint['settings']['epochs']} epochs) closes at least {worst:.1%} of every artifact's gap at "
+        f"{joint['clean_change_points']:+.1f} "
         f"points of clean accuracy (target: >= 70% at >= -2.0)"
     )
     return {
