@@ -13,7 +13,7 @@ from backend.storage import AnnotationStore
 from tests.conftest import ROOT
 
 APP = str(ROOT / "app" / "main.py")
-SPEC = "synthderm?n_train=400&n_val=30&n_test=30"
+SPEC = "synthderm?n_train=200&n_val=30&n_test=30"
 
 
 def _run(at: AppTest) -> AppTest:
