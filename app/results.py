@@ -74,11 +74,13 @@ def _before_after(record: RunRecord) -> None:
         if after.get(key) is not None:
             delta = after[key] - before[key]
             is_acc = key.endswith("_acc")
+            change = f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}"
+            unchanged = float(change.split()[0]) == 0  # "+0.0 pts" is no change: grey, not green
             col.metric(
                 labels[key],
                 f"{after[key]:.1%}" if is_acc else f"{after[key]:.3f}",
-                f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}",
-                delta_color="normal" if is_acc else "inverse",
+                change,
+                delta_color="off" if unchanged else "normal" if is_acc else "inverse",
             )
     st.caption(f"Attacked images: {describe_attack(after)}.")
     left, right = st.columns([1, 1])

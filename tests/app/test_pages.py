@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 from streamlit.testing.v1 import AppTest
 
 from backend.data import open_dataset
@@ -231,6 +232,9 @@ def test_launching_a_run_then_results_and_export(workspace):
     assert at.selectbox(key="results_run").value == record.id
     metrics = {m.label: m.value for m in at.metric}
     assert {"clean accuracy", "attacked accuracy", "TCAV sensitivity"} <= set(metrics)
+    for m in at.metric:  # no change reads grey, a change green or red
+        if m.proto.delta:
+            assert (m.proto.color == MetricProto.MetricColor.GRAY) == (float(m.proto.delta.split()[0]) == 0), m.proto
     table = at.dataframe[0].value.set_index("figure")
     assert table.loc["attacked accuracy", "after"] == pytest.approx(record.result["after"]["attacked_acc"])
     assert {d.label for d in at.get("download_button")} >= {"Corrected checkpoint (.safetensors)"}
