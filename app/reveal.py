@@ -5,7 +5,6 @@ Explore's checklist as a new concept. This page's session keys start with `revea
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from app.annotating import ACTIVE, REVIEW
@@ -14,6 +13,7 @@ from app.context import Context, current_context
 from app.resources import EXPLORE_SPLIT, annotation_store, localization
 from backend.discovery import Candidate, ClassDiscovery, RevealConfig, discover_class
 from backend.models import model_fingerprint
+from components.plots import cluster_scatter
 from components.thumbnails import thumbnail_png
 
 SHOWN = 6  # candidate cards shown before "Show all"
@@ -80,27 +80,7 @@ def _overview(found: ClassDiscovery) -> None:
         "(groups of less than half the class, ranked by d': how far their reasons are from the rest's, in standard "
         "deviations)."
     )
-    labels = found.clusters.labels
-    xy = found.clusters.embedding
-    figure = go.Figure()
-    for c in range(found.clusters.n_clusters):
-        members = labels == c
-        figure.add_trace(
-            go.Scattergl(
-                x=xy[members, 0],
-                y=xy[members, 1],
-                mode="markers",
-                name=f"cluster {c + 1} ({members.sum()})",
-                text=[sid for sid, m in zip(found.sample_ids, members) if m],
-                hovertemplate="%{text}<extra></extra>",
-                marker={"size": 5, "opacity": 0.7},
-            )
-        )
-    figure.update_layout(
-        height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Spectral embedding of the explanations"
-    )
-    figure.update_xaxes(showticklabels=False)
-    figure.update_yaxes(showticklabels=False)
+    figure = cluster_scatter(found.clusters.embedding, found.clusters.labels, found.sample_ids)
     st.plotly_chart(figure, key="reveal_embedding")
 
 
@@ -144,10 +124,10 @@ def _card(context: Context, candidate: Candidate) -> None:
             help="a new concept; its images go to Explore's checklist, where you keep those that show an artifact",
         )
         vector = _one_hot(candidate.channel, len(candidate.direction)) if candidate.channel is not None else None
-        _references(context, candidate.references, vector or candidate.direction, f"reveal_{candidate.key}")
+        _references(context, candidate.references, vector or candidate.direction)
 
 
-def _references(context: Context, ids: tuple[str, ...], vector: tuple[float, ...], key: str) -> None:
+def _references(context: Context, ids: tuple[str, ...], vector: tuple[float, ...]) -> None:
     """Reference images with the concept-conditional heatmap of `vector` over them (red: where it is)."""
     view = context.dataset.split(EXPLORE_SPLIT)
     position = {sid: i for i, sid in enumerate(view.sample_ids)}
@@ -172,9 +152,9 @@ def _atlas(context: Context, found: ClassDiscovery) -> None:
     width = len(found.candidates[0].direction) if found.candidates else _channels(context, found)
     vector = _one_hot(channel, width)
     st.caption("Most relevant")
-    _references(context, chosen.top_relevant, vector, f"reveal_atlas_rel_{channel}")
+    _references(context, chosen.top_relevant, vector)
     st.caption("Most activating")
-    _references(context, chosen.top_activating, vector, f"reveal_atlas_act_{channel}")
+    _references(context, chosen.top_activating, vector)
 
 
 def _channels(context: Context, found: ClassDiscovery) -> int:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 __all__ = [
     "before_after_bars",
     "class_balance_chart",
+    "cluster_scatter",
     "confusion_heatmap",
     "divergence_heatmap",
     "embedding_scatter",
@@ -214,3 +215,27 @@ def selected_rows(points: Sequence[dict]) -> list[int]:
         if data is not None:
             rows.add(int(data[0] if isinstance(data, list | tuple) else data))
     return sorted(rows)
+
+
+def cluster_scatter(points: np.ndarray, labels: np.ndarray, sample_ids: Sequence[str]) -> go.Figure:
+    """A 2-D embedding (N, 2) of samples, one colour per cluster (labels (N,)), the sample id on hover."""
+    figure = go.Figure()
+    for c in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = labels == c
+        figure.add_trace(
+            go.Scattergl(
+                x=points[members, 0],
+                y=points[members, 1],
+                mode="markers",
+                name=f"cluster {c + 1} ({members.sum()})",
+                text=[sid for sid, m in zip(sample_ids, members) if m],
+                hovertemplate="%{text}<extra></extra>",
+                marker={"size": 5, "opacity": 0.7},
+            )
+        )
+    figure.update_layout(
+        height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Spectral embedding of the explanations"
+    )
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False)
+    return figure

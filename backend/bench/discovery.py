@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 from backend.bench.multi import parse_plantings, write_folders
+from backend.bench.natural import trained_once
 from backend.bench.registry import register_bench
 from backend.concepts import read_concept_labels
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.discovery import ClassDiscovery, discover_class
-from backend.models import load_checkpoint, save_checkpoint
+from backend.models import load_checkpoint
 from backend.storage import resolve_workspace
-from backend.training import TrainConfig, train_model
 
 _TOP = 5
 # Three shortcuts the model learns. Not bench multi's band-aid: measured, this model does not learn it (band-aids in
@@ -41,14 +41,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="where to write the folder and models (default <workspace>/bench-discovery)")
 
 
-def _trained(path: Path, spec: str, epochs: int, workspace: Path):
-    """The model at `path`, trained on `spec` first if it is not there."""
-    if not path.is_file():
-        result = train_model(TrainConfig(dataset=spec, epochs=epochs, device="cpu"), workspace=workspace)
-        save_checkpoint(result.model.module, result.model.meta, path)
-    return load_checkpoint(path)
-
-
 def score(found: ClassDiscovery, planted: set[str]) -> dict:
     """The best of the top-5 candidates by F1 against the planted samples: its precision, recall and rank."""
     best = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "rank": None, "candidate": None, "size": 0}
@@ -57,8 +49,14 @@ def score(found: ClassDiscovery, planted: set[str]) -> dict:
         precision, recall = hits / len(c.sample_ids), hits / len(planted) if planted else 0.0
         f1 = 2 * precision * recall / (precision + recall) if hits else 0.0
         if f1 > best["f1"]:
-            best = {"precision": precision, "recall": recall, "f1": f1, "rank": c.rank, "candidate": c.key}
-            best["size"] = len(c.sample_ids)
+            best = {
+                "precision": precision,
+                "recall": recall,
+                "f1": f1,
+                "rank": c.rank,
+                "candidate": c.key,
+                "size": len(c.sample_ids),
+            }
     return best
 
 
@@ -92,7 +90,7 @@ def bench_discovery(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     write_folders(root, plantings, n_train, args.p)
     spec = f"folder:{root / 'images'}?size=64"
-    model = _trained(root / f"model-{n_train}-{epochs}.safetensors", spec, epochs, workspace)
+    model = trained_once(root / f"model-{n_train}-{epochs}.safetensors", spec, epochs, workspace)
     dataset = open_dataset(spec, workspace)
     print(f"planted folder {root}: {plantings} at p={args.p}, {n_train} training images")
     artifacts = {}
@@ -115,7 +113,7 @@ def bench_discovery(args: argparse.Namespace) -> dict:
     clean = {}
     if not args.quick:
         clean_spec = "synthderm?artifact=none&seed=0&size=64"
-        clean_model = _trained(root / f"clean-{epochs}.safetensors", clean_spec, epochs, workspace)
+        clean_model = trained_once(root / f"clean-{epochs}.safetensors", clean_spec, epochs, workspace)
         clean_data = open_dataset(clean_spec, workspace)
         print("model trained without any artifact, its top candidates per class:")
         for class_name in clean_data.classes:

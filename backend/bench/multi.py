@@ -21,17 +21,16 @@ import torch
 from torch.utils.data import TensorDataset
 
 from backend.attribution import image_batch
-from backend.bench.natural import save_png, write_artifact_labels
+from backend.bench.natural import save_png, trained_once, write_artifact_labels
 from backend.bench.registry import register_bench
 from backend.concepts import fit_concept, read_concept_labels
 from backend.correction import ConceptTarget, LoopConfig, RRClarcConfig, correct
 from backend.data import apply_artifact, open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
 from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
-from backend.models import load_checkpoint, save_checkpoint
+from backend.models import load_checkpoint
 from backend.runs import CorrectionJob, ExtraConcept, run_correction_job
 from backend.storage import resolve_workspace
-from backend.training import TrainConfig, train_model
 
 DEFAULT_PLANTINGS = "skin_marker:melanoma,band_aid:nevus,ruler:seborrheic_keratosis"
 _SEED = 11  # SynthDerm images other than the embedded benchmark's (seed 0) and bench natural's (7)
@@ -225,10 +224,7 @@ def bench_multi(args: argparse.Namespace) -> dict:
     write_folders(root, plantings, n_train, args.p)
     spec = f"folder:{root / 'images'}?size=64"
     checkpoint = root / f"model-{n_train}-{epochs}.safetensors"
-    if not checkpoint.is_file():
-        trained = train_model(TrainConfig(dataset=spec, epochs=epochs, device="cpu"), workspace=workspace)
-        save_checkpoint(trained.model.module, trained.model.meta, checkpoint)
-    model = load_checkpoint(checkpoint)
+    model = trained_once(checkpoint, spec, epochs, workspace)
     dataset = open_dataset(spec, workspace)
     print(f"folder {root}: {n_train} training images, {plantings} at p={args.p}; model {checkpoint.name}")
 

@@ -104,6 +104,14 @@ def save_png(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path)
 
 
+def trained_once(path: Path, spec: str, epochs: int, workspace: Path):
+    """The model at `path`, trained on `spec` (CPU, `epochs`) and saved there first if it is not there yet."""
+    if not path.is_file():
+        result = train_model(TrainConfig(dataset=spec, epochs=epochs, device="cpu"), workspace=workspace)
+        save_checkpoint(result.model.module, result.model.meta, path)
+    return load_checkpoint(path)
+
+
 def write_artifact_labels(path: Path, sample_ids: list[str]) -> None:
     """A user's annotation file: the samples that show the artifact (`sample_id,label` with label 1)."""
     with open(path, "w", newline="") as handle:
@@ -139,10 +147,7 @@ def bench_natural(args: argparse.Namespace) -> dict:
     truth = AttackConfig(attack="supplied", attacked_dataset=f"folder:{root / 'attacked'}")
     labels = str(root / "labels.csv")
     checkpoint = root / f"model-{n_train}-{epochs}.safetensors"
-    if not checkpoint.is_file():
-        trained = train_model(TrainConfig(dataset=spec, epochs=epochs, device="cpu"), workspace=workspace)
-        save_checkpoint(trained.model.module, trained.model.meta, checkpoint)
-    model = load_checkpoint(checkpoint)
+    model = trained_once(checkpoint, spec, epochs, workspace)
     dataset = open_dataset(spec, workspace)
     print(
         f"folder {root}: {n_train} training images, stickers in {args.p:.0%} of the melanomas; model {checkpoint.name}"

@@ -10,16 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 from backend.data import open_dataset
 from backend.storage import AnnotationStore
-from tests.conftest import ROOT
+from tests.app.test_pages import APP, _run
 
-APP = str(ROOT / "app" / "main.py")
 SPEC = "synthderm?n_train=200&n_val=30&n_test=30"
-
-
-def _run(at: AppTest) -> AppTest:
-    at.run(timeout=300)
-    assert not at.exception, [e.message for e in at.exception]
-    return at
 
 
 def _until_done(at: AppTest, seconds: float = 120) -> AppTest:
