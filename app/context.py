@@ -24,6 +24,7 @@ class Context:
     dataset: ClarcDataset
     spec: str
     layer: str
+    checkpoint: str  # the model's file, for background jobs that load it in another process
 
     @property
     def dataset_id(self) -> str:
@@ -89,4 +90,7 @@ def current_context() -> Context:
     _remember_in_url(
         {"checkpoint": str(DEFAULT_CHECKPOINT), "dataset_spec": model.meta.dataset, "layer": model.default_layer}
     )
-    return Context(model=model, dataset=dataset, spec=state["dataset_spec"], layer=state["layer"])
+    checkpoint = str(check_allowed_path(state["checkpoint"], "checkpoint"))
+    return Context(
+        model=model, dataset=dataset, spec=state["dataset_spec"], layer=state["layer"], checkpoint=checkpoint
+    )

@@ -11,9 +11,19 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.analysis import analysis_job, analysis_panel, in_background, started_analysis
 from app.annotating import REVIEW, apply_labels, cav_scores_for, concept_manager, concept_picker, undo_last
 from app.context import Context, current_context
-from app.resources import EXPLORE_SPLIT, annotation_store, embedding, heatmaps, outlier_scores, predictions
+from app.resources import (
+    EXPLORE_SPLIT,
+    annotation_store,
+    embedding,
+    heatmaps,
+    outlier_scores,
+    predictions,
+    predictions_ready,
+    stored_outliers,
+)
 from backend.data import SPLITS, SplitView
 from backend.errors import ClarcError
 from backend.evaluation import Predictions
@@ -42,6 +52,12 @@ class _Page:
     concept: str
     all_labels: dict[str, dict[str, int]]
     cav_scores: np.ndarray | None
+    background: bool = False  # analysed by a background job: `view` holds the images predicted so far
+
+    @property
+    def complete(self) -> bool:
+        """Whether every image of the split has its prediction."""
+        return len(self.view) == len(self.context.dataset.split(self.view.split))
 
     @property
     def labels(self) -> dict[str, int]:
@@ -82,18 +98,22 @@ def render() -> None:
         or EXPLORE_SPLIT
     )
     try:
-        preds = predictions(context.model, context.dataset, split)
+        preds, background = _split_predictions(context, split)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
     concept = concept_picker(context)
+    view = context.dataset.split(split)
+    view = view.head(len(preds.sample_ids)) if background else view
+    scores = cav_scores_for(context, concept, split)
     page = _Page(
         context=context,
-        view=context.dataset.split(split),
+        view=view,
         preds=preds,
         concept=concept,
         all_labels=annotation_store().all_labels(context.dataset_id),
-        cav_scores=cav_scores_for(context, concept, split),
+        cav_scores=None if scores is None else scores[: len(view)],
+        background=background,
     )
     if st.session_state.get(REVIEW):
         _review(page, st.session_state[REVIEW])
@@ -111,6 +131,29 @@ def render() -> None:
     st.divider()
     st.caption("Concepts of this dataset")
     concept_manager(context)
+
+
+def _split_predictions(context: Context, split: str) -> tuple[Predictions, bool]:
+    """The split's predictions, and whether they come from a background analysis. A small split is predicted
+    inline; a large one by an analysis job whose progress shows here, with the images predicted so far (the page
+    stops until the first are)."""
+    if not in_background(context.dataset, split):
+        return predictions(context.model, context.dataset, split), False
+    total = len(context.dataset.split(split))
+    preds = predictions_ready(context.model, context.dataset, split)
+    ready = 0 if preds is None else len(preds.sample_ids)
+    if ready < total or stored_outliers(context.model, context.dataset, split, preds.predicted) is None:
+        job = analysis_job(context, split)
+
+        def count_ready() -> int:
+            now = predictions_ready(context.model, context.dataset, split)
+            return 0 if now is None else len(now.sample_ids)
+
+        analysis_panel(job, started_analysis(job), ready, total, count_ready)
+    if not ready:
+        st.caption("The images appear here as soon as their predictions are in.")
+        st.stop()
+    return preds, True
 
 
 def _picked(view: SplitView) -> list[str]:
@@ -195,14 +238,26 @@ def _grid_order(page: _Page, filters: _Filters) -> np.ndarray:
         st.info(f"Fit a CAV for “{page.concept}” on **Concepts** to sort by its score; showing sample order.")
         key = None
     if key == "outlier":
-        scores = outlier_scores(page.context.model, page.context.dataset, page.view.split)
-        order = order[np.argsort(-scores[order], kind="stable")]
+        scores = _outlier_scores(page)
+        if scores is None:
+            st.info("The heatmap outlier scores are being computed in the background; showing sample order until then.")
+        else:
+            order = order[np.argsort(-scores[order], kind="stable")]
     elif key == "cav":
         order = order[np.argsort(-page.cav_scores[order], kind="stable")]
     elif key is not None:
         sign = 1 if key == "confidence_up" else -1
         order = order[np.argsort(sign * preds.confidence[order], kind="stable")]
     return order
+
+
+def _outlier_scores(page: _Page) -> np.ndarray | None:
+    """Every image's heatmap outlier score: computed here for a small split, stored by the analysis job for a large
+    one (None until it is)."""
+    context, split = page.context, page.view.split
+    if not page.background:
+        return outlier_scores(context.model, context.dataset, split)
+    return stored_outliers(context.model, context.dataset, split, page.preds.predicted) if page.complete else None
 
 
 def _grid(page: _Page) -> None:
@@ -249,6 +304,11 @@ def _grid(page: _Page) -> None:
 
 def _embedding(page: _Page) -> None:
     context, view, classes, preds = page.context, page.view, page.classes, page.preds
+    if not page.complete:
+        st.info(
+            "The embedding needs every image's activations: it is offered once the analysis has predicted them all."
+        )
+        return
     e1, e2, e3 = st.columns(3)
     source = e1.selectbox(
         "Project",
@@ -266,6 +326,9 @@ def _embedding(page: _Page) -> None:
     )
     colour_options = ["class", "predicted class", "annotation"] + (["CAV score"] if page.cav_scores is not None else [])
     colour = e3.selectbox("Colour by", colour_options, key="explore_embed_colour", persist_state="session")
+    if page.background and source == "heatmaps" and _outlier_scores(page) is None:
+        st.info("The heatmap embedding needs every image's heatmap: it is offered once the analysis has made them all.")
+        return
     try:
         points = embedding(context.model, context.dataset, context.layer, source, method, view.split)
     except ClarcError as exc:

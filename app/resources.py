@@ -15,6 +15,7 @@ from backend.attribution import (
     heatmap_features,
     image_batch,
     split_outlier_scores,
+    stored_outlier_scores,
     view_batch,
 )
 from backend.concepts import (
@@ -27,7 +28,7 @@ from backend.concepts import (
     project_embedding,
 )
 from backend.data import ClarcDataset, open_dataset
-from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy
+from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
 from backend.runs import LocalExecutor, load_examples
 from backend.storage import AnnotationStore
@@ -90,6 +91,17 @@ def layer_choices(model: LoadedModel) -> list[str]:
 @st.cache_data(show_spinner="Predicting every image of the split…", max_entries=8, hash_funcs=KEYS)
 def predictions(model: LoadedModel, dataset: ClarcDataset, split: str = EXPLORE_SPLIT) -> Predictions:
     return cached_predictions(model, dataset.split(split), dataset.dataset_id)
+
+
+def predictions_ready(model: LoadedModel, dataset: ClarcDataset, split: str = EXPLORE_SPLIT) -> Predictions | None:
+    """The predictions of the split's first images that an analysis has made so far (all once it is past them);
+    a file read, never a computation, so not cached."""
+    return predictions_so_far(model, dataset.split(split), dataset.dataset_id)
+
+
+def stored_outliers(model: LoadedModel, dataset: ClarcDataset, split: str, predicted: np.ndarray) -> np.ndarray | None:
+    """The heatmap outlier scores an analysis job stored for the split (None until it has); a file read."""
+    return stored_outlier_scores(model, dataset.split(split), dataset.dataset_id, predicted)
 
 
 @st.cache_data(show_spinner=False, max_entries=64, hash_funcs=KEYS)

@@ -1,6 +1,6 @@
 """Errors the user can act on: each names what was wrong and, where possible, what to do about it."""
 
-__all__ = ["ClarcError", "DatasetError", "CheckpointError", "ConfigError"]
+__all__ = ["Cancelled", "ClarcError", "DatasetError", "CheckpointError", "ConfigError"]
 
 
 class ClarcError(Exception):
@@ -17,3 +17,7 @@ class DatasetError(ClarcError):
 
 class CheckpointError(ClarcError):
     """A checkpoint that cannot be loaded safely or does not match the requested architecture."""
+
+
+class Cancelled(ClarcError):
+    """Long work stopped because its caller asked it to (through its cancellation flag)."""

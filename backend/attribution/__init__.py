@@ -24,7 +24,13 @@ from backend.attribution.masks import (
     strongest_region,
     tune_mask_config,
 )
-from backend.attribution.outliers import heatmap_features, heatmap_outlier_scores, split_outlier_scores
+from backend.attribution.outliers import (
+    cached_outlier_scores,
+    heatmap_features,
+    heatmap_outlier_scores,
+    split_outlier_scores,
+    stored_outlier_scores,
+)
 from backend.attribution.rendering import heatmap_colors, heatmap_rgba, image_grid, overlay, side_by_side_png, to_png
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "MaskConfig",
     "attribution_method",
     "cached_heatmaps",
+    "cached_outlier_scores",
     "check_images",
     "class_heatmaps",
     "concept_heatmaps",
@@ -52,6 +59,7 @@ __all__ = [
     "r_bias",
     "side_by_side_png",
     "split_outlier_scores",
+    "stored_outlier_scores",
     "strongest_region",
     "to_png",
     "tune_mask_config",

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no locking, concurrent writers may then recompute
     fcntl = None
 
-__all__ = ["cached_heatmaps"]
+__all__ = ["cached_heatmaps", "heatmap_cache_key"]
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def _store(paths: tuple[Path, Path, Path], shape: tuple[int, ...], idx: np.ndarr
             np.save(tmp, filled)
 
 
-def _cache_paths(model: LoadedModel, view: SplitView, dataset_id: str, workspace) -> tuple[Path, Path, Path]:
-    """Values, filled flags and lock file of the heatmap cache of one model on one view of a split."""
-    key = cache_key(
+def heatmap_cache_key(model: LoadedModel, view: SplitView, dataset_id: str) -> str:
+    """The key of the heatmaps of one model (and its attribution method) on one view of a split."""
+    return cache_key(
         model=model_fingerprint(model),
         method=attribution_method(model),
         dataset=dataset_id,
@@ -82,6 +82,11 @@ def _cache_paths(model: LoadedModel, view: SplitView, dataset_id: str, workspace
         artifact=view.attack_key,
         samples=digest_lines(view.sample_ids),
     )
+
+
+def _cache_paths(model: LoadedModel, view: SplitView, dataset_id: str, workspace) -> tuple[Path, Path, Path]:
+    """Values, filled flags and lock file of the heatmap cache of one model on one view of a split."""
+    key = heatmap_cache_key(model, view, dataset_id)
     root = cache_dir("heatmaps", workspace)
     return root / f"{key}.npy", root / f"{key}.filled.npy", root / f"{key}.lock"
 

@@ -5,18 +5,26 @@ sits on the lesion."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.attribution.heatmap_cache import cached_heatmaps
+from backend.attribution.heatmap_cache import cached_heatmaps, heatmap_cache_key
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel
 from backend.progress import ProgressCallback, ProgressEvent
+from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
 
-__all__ = ["heatmap_features", "heatmap_outlier_scores", "split_outlier_scores"]
+__all__ = [
+    "cached_outlier_scores",
+    "heatmap_features",
+    "heatmap_outlier_scores",
+    "split_outlier_scores",
+    "stored_outlier_scores",
+]
 
 _CHUNK = 256  # samples per cached_heatmaps call in split_outlier_scores: bounds memory and paces progress
 
@@ -79,3 +87,46 @@ def split_outlier_scores(
         if on_progress:
             on_progress(ProgressEvent("heatmaps", step, len(starts), {"samples": int(chunk[-1]) + 1}))
     return _group_scores(np.concatenate(unit), predicted) if unit else np.zeros(0)
+
+
+def _scores_path(model: LoadedModel, view: SplitView, dataset_id: str, predicted: np.ndarray, workspace) -> Path:
+    predicted_digest = digest_lines(str(int(k)) for k in predicted)
+    key = cache_key(heatmaps=heatmap_cache_key(model, view, dataset_id), predicted=predicted_digest)
+    return cache_dir("outliers", workspace) / f"{key}.npy"
+
+
+def stored_outlier_scores(
+    model: LoadedModel,
+    view: SplitView,
+    dataset_id: str,
+    predicted: np.ndarray,
+    *,
+    workspace: str | os.PathLike | None = None,
+) -> np.ndarray | None:
+    """The outlier scores `cached_outlier_scores` stored for this model, view and predictions; None if not there
+    (a page asks this, so it never computes them itself)."""
+    try:
+        scores = np.load(_scores_path(model, view, dataset_id, np.asarray(predicted), workspace))
+    except (OSError, ValueError, EOFError):
+        return None
+    return scores if scores.shape == (len(view),) else None
+
+
+def cached_outlier_scores(
+    model: LoadedModel,
+    view: SplitView,
+    dataset_id: str,
+    predicted: np.ndarray,
+    *,
+    workspace: str | os.PathLike | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """`split_outlier_scores`, stored on disk (a few bytes per sample) so that the next request is a file read."""
+    predicted = np.asarray(predicted)
+    found = stored_outlier_scores(model, view, dataset_id, predicted, workspace=workspace)
+    if found is not None:
+        return found
+    scores = split_outlier_scores(model, view, dataset_id, predicted, workspace=workspace, on_progress=on_progress)
+    with atomic_path(_scores_path(model, view, dataset_id, predicted, workspace)) as tmp:
+        np.save(tmp, scores)
+    return scores

@@ -1,13 +1,19 @@
 """Concepts: latent activations and their cache, CAV kinds, how good a CAV is, the fit pipeline from labels to a
 judged CAV, concept label files, and 2-D embeddings of features."""
 
+from backend.concepts.activation_cache import (
+    PassCancelled,
+    activation_entry,
+    cached_activations,
+    collect_in_one_pass,
+    read_partial,
+)
 from backend.concepts.activations import (
     DEFAULT_POOLING,
     POOLINGS,
     ActivationSet,
     CavPooling,
     Pooling,
-    cached_activations,
     collect_activations,
 )
 from backend.concepts.cav import (
@@ -66,7 +72,11 @@ __all__ = [
     "Pooling",
     "Significance",
     "alignment",
+    "PassCancelled",
+    "activation_entry",
     "cached_activations",
+    "collect_in_one_pass",
+    "read_partial",
     "can_test_significance",
     "cav_kinds",
     "collect_activations",

@@ -13,7 +13,8 @@ from typing import get_args
 
 import numpy as np
 
-from backend.concepts.activations import DEFAULT_POOLING, cached_activations
+from backend.concepts.activation_cache import cached_activations
+from backend.concepts.activations import DEFAULT_POOLING
 from backend.concepts.cav import DEFAULT_SCOPE, Cav, CavConfig, CavScope, fit_cav
 from backend.concepts.labels import check_known_ids, infer_attacked_class
 from backend.concepts.quality import Significance, alignment, can_test_significance, separability_auc, significance

@@ -28,7 +28,7 @@ from backend.correction.methods import ConceptInputs, get_method
 from backend.data.dataset import ClarcDataset
 from backend.data.views import SplitView
 from backend.device import resolve_device
-from backend.errors import ClarcError, ConfigError
+from backend.errors import Cancelled, ClarcError, ConfigError
 from backend.models import LoadedModel, get_layer, split_at_layer
 from backend.progress import ProgressCallback, ProgressEvent
 
@@ -37,7 +37,7 @@ __all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "Correcti
 log = logging.getLogger(__name__)
 
 
-class CorrectionCancelled(ClarcError):
+class CorrectionCancelled(Cancelled):
     """The run was cancelled through its cancellation flag."""
 
 

@@ -66,4 +66,7 @@ def open_dataset(
         "celeba": CelebADataset,
         "imagenet": ImageNetDataset,
     }
-    return loaders[spec.kind](spec)
+    dataset = loaders[spec.kind](spec)
+    if cache:
+        dataset.keep_decoded(cache_dir("decoded", workspace))
+    return dataset

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from backend.data.dataset import ClarcDataset, SplitData
+from backend.data.decoded import DecodedImages, decoded_key
 from backend.data.spec import DatasetSpec
 from backend.data.views import SPLITS
 from backend.errors import DatasetError
@@ -137,11 +138,17 @@ def _hash_split(sample_id: str) -> str:
 
 
 class FileDataset(ClarcDataset):
-    """A dataset of image files with known labels; subclasses find the records."""
+    """A dataset of image files with known labels; subclasses find the records. With `keep_decoded(root)`, each
+    image is decoded once into the decoded-image cache under `root` and read back from there afterwards."""
 
     def __init__(self, spec: DatasetSpec, classes: tuple[str, ...], records: list[FileRecord]) -> None:
         super().__init__(spec, classes)
         self._records = records
+        self._decoded_root: Path | None = None
+
+    def keep_decoded(self, root: Path) -> None:
+        """Cache decoded images under `root` (splits loaded from now on)."""
+        self._decoded_root = root
 
     def _load_split(self, split: str) -> SplitData:
         chosen = [r for r in self._records if (r.split or _hash_split(r.sample_id)) == split]
@@ -149,7 +156,14 @@ class FileDataset(ClarcDataset):
         labels = np.array([r.label for r in chosen], dtype=np.int64)
         paths = [r.path for r in chosen]
         size = self.image_size
-        return ids, labels, lambda i: read_image(paths[i], size)
+
+        def decode(i: int) -> np.ndarray:
+            return read_image(paths[i], size)
+
+        if self._decoded_root is None or not ids:
+            return ids, labels, decode
+        key = decoded_key(paths, ids, size)
+        return ids, labels, DecodedImages(self._decoded_root, key, len(ids), size, decode)
 
 
 def dataset_folder(spec: DatasetSpec) -> Path:

@@ -186,6 +186,12 @@ class SplitView(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(self.image(index))).permute(2, 0, 1).float().div_(255)
         return self.normalization.apply(image), int(self.labels[index])
 
+    def head(self, k: int) -> SplitView:
+        """The first `k` samples (same indices as in the whole split): what is ready while a split is analysed."""
+        clone = copy.copy(self)
+        clone.sample_ids, clone.labels, clone.has_artifact = self.sample_ids[:k], self.labels[:k], self.has_artifact[:k]
+        return clone
+
     def with_normalization(self, normalization: Normalization) -> SplitView:
         """The same samples, normalised for another model."""
         clone = copy.copy(self)

@@ -14,7 +14,7 @@ import torch
 
 from backend.attribution import attribution_method, lrp_context, view_batch
 from backend.data.views import SplitView
-from backend.errors import ClarcError, ConfigError
+from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, capture_layer, eval_mode, model_fingerprint
 from backend.progress import ProgressCallback, ProgressEvent
 from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
@@ -22,7 +22,7 @@ from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
 __all__ = ["DiscoveryCancelled", "LatentRelevances", "latent_relevances"]
 
 
-class DiscoveryCancelled(ClarcError):
+class DiscoveryCancelled(Cancelled):
     """The analysis was cancelled through its cancellation flag."""
 
 

@@ -12,7 +12,7 @@ from backend.evaluation.metrics import (
     evaluate,
     per_class_accuracy,
 )
-from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits
+from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits, predictions_so_far
 
 __all__ = [
     "AttackConfig",
@@ -30,4 +30,5 @@ __all__ = [
     "evaluate",
     "per_class_accuracy",
     "predict_logits",
+    "predictions_so_far",
 ]

@@ -11,12 +11,12 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Subset
 
-from backend.concepts.activations import cached_activations
+from backend.concepts.activation_cache import activation_entry, cached_activations, read_partial
 from backend.data.views import SplitView
 from backend.models import LoadedModel, eval_mode
 from backend.progress import ProgressCallback
 
-__all__ = ["Predictions", "cached_predictions", "predict_logits"]
+__all__ = ["Predictions", "cached_predictions", "predict_logits", "predictions_so_far"]
 
 
 @torch.no_grad()
@@ -72,7 +72,24 @@ def cached_predictions(
     logits = cached_activations(
         model, view, dataset_id, model.output_layer(), "none", workspace=workspace, on_progress=on_progress
     )
-    z = np.asarray(logits.values, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
-    return Predictions(sample_ids=logits.sample_ids, labels=np.asarray(logits.labels, dtype=np.int64), probs=probs)
+    return _softmax(logits.sample_ids, logits.labels, logits.values)
+
+
+def predictions_so_far(
+    model: LoadedModel, view: SplitView, dataset_id: str, *, workspace: str | os.PathLike | None = None
+) -> Predictions | None:
+    """The predictions of the first k samples of a view whose logits are in the cache (all of them once complete,
+    the rows written so far while a pass collects them); None if there are none. Never computes anything."""
+    entry = activation_entry(model, view, dataset_id, model.output_layer(), "none", view.sample_ids, workspace)
+    rows = read_partial(entry)
+    if rows is None:
+        return None
+    k = len(rows)
+    return _softmax(view.sample_ids[:k], view.labels[:k], rows)
+
+
+def _softmax(sample_ids, labels, logits) -> Predictions:
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True)) if len(z) else z
+    probs = (z / z.sum(axis=1, keepdims=True)).astype(np.float32) if len(z) else z.astype(np.float32)
+    return Predictions(sample_ids=tuple(sample_ids), labels=np.asarray(labels, dtype=np.int64), probs=probs)

@@ -12,7 +12,15 @@ from backend.models.checkpoint import (
     save_checkpoint,
 )
 from backend.models.importing import IMAGENET_NORMALIZATION, import_checkpoint, strip_prefix
-from backend.models.layers import LayerInfo, candidate_layers, capture_layer, eval_mode, get_layer, output_layer
+from backend.models.layers import (
+    LayerInfo,
+    candidate_layers,
+    capture_layer,
+    capture_layers,
+    eval_mode,
+    get_layer,
+    output_layer,
+)
 from backend.models.locking import module_lock
 from backend.models.projection import (
     ConceptProjection,
@@ -47,6 +55,7 @@ __all__ = [
     "build_model",
     "candidate_layers",
     "capture_layer",
+    "capture_layers",
     "card_path",
     "eval_mode",
     "file_sha256",

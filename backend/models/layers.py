@@ -14,7 +14,7 @@ import torch.nn as nn
 from backend.errors import ConfigError
 from backend.models.locking import module_lock
 
-__all__ = ["LayerInfo", "candidate_layers", "capture_layer", "eval_mode", "get_layer", "output_layer"]
+__all__ = ["LayerInfo", "candidate_layers", "capture_layer", "capture_layers", "eval_mode", "get_layer", "output_layer"]
 
 # Module types worth offering as CAV layers: convolutions, their normalisation and activations, blocks, heads.
 _LAYER_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.SiLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Linear)
@@ -55,13 +55,26 @@ def get_layer(module: nn.Module, name: str) -> nn.Module:
 @contextmanager
 def capture_layer(module: nn.Module, name: str) -> Iterator[list[torch.Tensor]]:
     """Record the outputs of layer `name` during forward passes inside the block; the hook is always removed."""
-    captured: list[torch.Tensor] = []
+    with capture_layers(module, [name]) as captured:
+        yield captured[name]
+
+
+@contextmanager
+def capture_layers(module: nn.Module, names: list[str]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record the outputs of several layers (name -> list of outputs) during forward passes inside the block, so one
+    pass serves them all; the hooks are always removed."""
+    layers = {name: get_layer(module, name) for name in names}  # raises for unknown names before any hook
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     with module_lock(module):
-        handle = get_layer(module, name).register_forward_hook(lambda _m, _i, out: captured.append(out))
+        handles = [
+            layer.register_forward_hook(lambda _m, _i, out, name=name: captured[name].append(out))
+            for name, layer in layers.items()
+        ]
         try:
             yield captured
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
 
 def candidate_layers(module: nn.Module, input_size: int) -> list[LayerInfo]:

@@ -1,16 +1,24 @@
-"""Runs: a correction job (load, fit, measure, correct, measure, export) executed in the background, persisted in
-the workspace's SQLite run store, on local worker processes or a Ray cluster, alone or as sweeps."""
+"""Runs: a correction job (load, fit, measure, correct, measure, export) or an analysis job (predictions,
+activations, heatmaps of a split) executed in the background, persisted in the workspace's SQLite run store, on
+local worker processes or a Ray cluster, alone or as sweeps."""
 
+from backend.runs.analysis import ANALYSIS_KIND, AnalysisCancelled, AnalysisJob, analysis_wanted, run_analysis_job
 from backend.runs.compare import FILTERS, concept_rows, filter_rows, loss_histories, run_rows
 from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
 from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
 from backend.runs.job import CorrectionJob, ExtraConcept, method_config_from, run_correction_job
 from backend.runs.report import build_report, write_report
-from backend.runs.store import FINAL_STATUSES, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
+from backend.runs.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
 from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
 
 __all__ = [
+    "ANALYSIS_KIND",
+    "AnalysisCancelled",
+    "AnalysisJob",
+    "RUN_KINDS",
+    "analysis_wanted",
+    "run_analysis_job",
     "CorrectionJob",
     "ExtraConcept",
     "FILTERS",

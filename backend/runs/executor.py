@@ -16,6 +16,7 @@ from pathlib import Path
 
 from backend.device import resolve_device
 from backend.errors import ConfigError
+from backend.runs.analysis import ANALYSIS_KIND, AnalysisJob
 from backend.runs.dispatch import dispatch, pid_alive
 from backend.runs.dispatch import max_cpu_jobs as default_max_cpu_jobs
 from backend.runs.job import CorrectionJob
@@ -47,6 +48,22 @@ class _Executor:
     def cancel(self, run_id: str) -> str:
         return self.store.request_cancel(run_id)
 
+    def submit_analysis(self, job: AnalysisJob, *, name: str = "") -> str:
+        """Start an analysis job, or join the same job (same config) that is already queued or running."""
+        config = job.to_dict()
+        for record in self.store.list(statuses=("queued", "starting", "running"), kinds=(ANALYSIS_KIND,)):
+            if record.config == config:
+                return record.id
+        device = resolve_device(job.device).type
+        run_id = self.store.create(
+            config, name=name or f"analysis of {job.split}", device=device, engine=self.engine, kind=ANALYSIS_KIND
+        )
+        self._start(run_id)
+        return run_id
+
+    def _start(self, run_id: str) -> None:
+        raise NotImplementedError
+
     def wait(self, run_ids: Iterable[str], timeout: float = 3600, poll: float = 0.5) -> list[RunRecord]:
         """Block until the runs have finished (or `timeout` seconds passed); returns their records."""
         run_ids = list(run_ids)
@@ -77,8 +94,11 @@ class LocalExecutor(_Executor):
 
     def submit(self, job: CorrectionJob, *, name: str = "", sweep_id: str | None = None) -> str:
         run_id = self._prepare(job, name, sweep_id)
-        self.dispatch()
+        self._start(run_id)
         return run_id
+
+    def _start(self, run_id: str) -> None:
+        self.dispatch()
 
     def dispatch(self) -> list[str]:
         """Start queued runs while there is room: one per GPU, `max_cpu_jobs` on the CPU."""
@@ -113,11 +133,14 @@ class RayExecutor(_Executor):
 
     def submit(self, job: CorrectionJob, *, name: str = "", sweep_id: str | None = None) -> str:
         run_id = self._prepare(job, name, sweep_id)
+        self._start(run_id)
+        return run_id
+
+    def _start(self, run_id: str) -> None:
         gpus = 1 if self.store.get(run_id).device == "cuda" else 0
         self._refs[run_id] = self._remote.options(num_gpus=gpus, num_cpus=1, max_retries=0).remote(
             str(self.store.workspace), run_id
         )
-        return run_id
 
     def cancel(self, run_id: str) -> str:
         status = super().cancel(run_id)

@@ -18,8 +18,9 @@ from backend.errors import ConfigError
 from backend.storage import resolve_workspace
 from backend.storage.database import connect, create_tables
 
-__all__ = ["RUN_STATUSES", "FINAL_STATUSES", "STALE_SECONDS", "RunRecord", "RunStore"]
+__all__ = ["RUN_KINDS", "RUN_STATUSES", "FINAL_STATUSES", "STALE_SECONDS", "RunRecord", "RunStore"]
 
+RUN_KINDS = ("correction", "analysis")
 RUN_STATUSES = ("queued", "starting", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 STALE_SECONDS = 15.0  # an active run whose worker has not beaten for this long is presumed dead
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     result TEXT,
     pid INTEGER,
     slot INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    kind TEXT NOT NULL DEFAULT 'correction'
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -60,7 +62,8 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id);
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run as stored. `config` is the CorrectionJob as a dict; `outputs` maps names to paths."""
+    """One run as stored. `kind` says what it runs: a correction (`config` is the CorrectionJob as a dict) or an
+    analysis (an AnalysisJob); `outputs` maps names to paths."""
 
     id: str
     name: str
@@ -82,6 +85,7 @@ class RunRecord:
     pid: int | None
     slot: int | None
     cancel_requested: bool
+    kind: str = "correction"
     history: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
@@ -99,6 +103,7 @@ class RunStore:
         self.workspace = resolve_workspace(workspace)
         self.path = self.workspace / "studio.db"
         create_tables(self.path, _SCHEMA)
+        _add_kind_column(self.path)
 
     def run_dir(self, run_id: str) -> Path:
         path = self.workspace / "runs" / run_id
@@ -114,13 +119,22 @@ class RunStore:
     # -- writing ------------------------------------------------------------------------------------------------
 
     def create(
-        self, config: dict, *, name: str = "", sweep_id: str | None = None, device: str = "cpu", engine: str = "local"
+        self,
+        config: dict,
+        *,
+        name: str = "",
+        sweep_id: str | None = None,
+        device: str = "cpu",
+        engine: str = "local",
+        kind: str = "correction",
     ) -> str:
+        if kind not in RUN_KINDS:
+            raise ConfigError(f"unknown run kind {kind!r}; choose one of {RUN_KINDS}")
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._write() as db:
             db.execute(
-                "INSERT INTO runs (id, name, sweep_id, status, config, device, engine, created) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                "INSERT INTO runs (id, name, sweep_id, status, config, device, engine, created, kind) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     name or config.get("method", "run"),
@@ -129,6 +143,7 @@ class RunStore:
                     device,
                     engine,
                     time.time(),
+                    kind,
                 ),
             )
         return run_id
@@ -236,7 +251,7 @@ class RunStore:
         """Fail active runs whose worker stopped beating (or whose process is gone, per `alive(pid)`)."""
         now = time.time()
         dead = []
-        for record in self.list(statuses=("starting", "running")):
+        for record in self.list(statuses=("starting", "running"), kinds=RUN_KINDS):
             if record.engine != "local":
                 continue
             silent = now - (record.heartbeat or record.created)
@@ -272,9 +287,17 @@ class RunStore:
             )
         return self._record(row, history)
 
-    def list(self, *, statuses: tuple[str, ...] | None = None, sweep_id: str | None = None) -> list[RunRecord]:
+    def list(
+        self,
+        *,
+        statuses: tuple[str, ...] | None = None,
+        sweep_id: str | None = None,
+        kinds: tuple[str, ...] = ("correction",),
+    ) -> list[RunRecord]:
+        """Runs of `kinds` (corrections unless asked), oldest first, optionally of some statuses or one sweep."""
         query, args = "SELECT * FROM runs", []
-        clauses = []
+        clauses = [f"kind IN ({', '.join('?' for _ in kinds)})"]
+        args += list(kinds)
         if statuses:
             clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
             args += list(statuses)
@@ -286,3 +309,14 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY created, id", args).fetchall()
         return [self._record(r) for r in rows]
+
+
+def _add_kind_column(path: Path) -> None:
+    """Give a run store made before analysis jobs its `kind` column (every run in it was a correction)."""
+    with connect(path) as db:
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    if "kind" not in columns:
+        with connect(path, write=True) as db:
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            if "kind" not in columns:  # another process may have added it meanwhile
+                db.execute("ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'correction'")

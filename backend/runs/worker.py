@@ -1,6 +1,7 @@
-"""Execute one stored run: in a worker process of the local executor (`python -m backend.runs.worker`) or inside a
-Ray task. The run's status, progress, metric history, error and outputs all go to the run store; a heartbeat
-thread keeps the run alive in the store and picks up cancellation requests."""
+"""Execute one stored run (a correction or an analysis job): in a worker process of the local executor
+(`python -m backend.runs.worker`) or inside a Ray task. The run's status, progress, metric history, error and
+outputs all go to the run store; a heartbeat thread keeps the run alive in the store and picks up cancellation
+requests."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import threading
 import time
 import traceback
 
-from backend.correction import CorrectionCancelled
+from backend.errors import Cancelled
 from backend.progress import ProgressEvent
+from backend.runs.analysis import ANALYSIS_KIND, AnalysisJob, run_analysis_job
 from backend.runs.dispatch import dispatch, max_cpu_jobs, pid_alive
 from backend.runs.job import CorrectionJob, run_correction_job
 from backend.runs.store import FINAL_STATUSES, RunStore
@@ -60,13 +62,19 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
     beating = threading.Thread(target=heartbeat, name=f"heartbeat-{run_id}", daemon=True)
     beating.start()
     try:
-        job = CorrectionJob.from_dict(record.config)
-        logger.info("run %s: %s", run_id, job.to_dict())
-        summary = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
-        kept = ("checkpoint", "card", "cav_file", "examples")
-        outputs = {key: summary[key] for key in kept} | {"log": str(run_dir / "run.log")}
+        if record.kind == ANALYSIS_KIND:
+            job = AnalysisJob.from_dict(record.config)
+            logger.info("analysis %s: %s", run_id, job.to_dict())
+            summary = run_analysis_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
+            outputs = {"log": str(run_dir / "run.log")}
+        else:
+            job = CorrectionJob.from_dict(record.config)
+            logger.info("run %s: %s", run_id, job.to_dict())
+            summary = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
+            kept = ("checkpoint", "card", "cav_file", "examples")
+            outputs = {key: summary[key] for key in kept} | {"log": str(run_dir / "run.log")}
         store.finish(run_id, "succeeded", result=summary, outputs=outputs, progress=1.0, message="done")
-    except CorrectionCancelled as exc:
+    except Cancelled as exc:
         store.finish(run_id, "cancelled", message=str(exc), outputs={"log": str(run_dir / "run.log")})
     except Exception as exc:  # noqa: BLE001 - every failure must reach the store with its traceback
         logger.exception("run %s failed", run_id)

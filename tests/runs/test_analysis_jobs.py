@@ -1,0 +1,100 @@
+"""Analysis jobs: a split's predictions, activations, heatmaps and outlier scores as a background run of the run
+store, with progress, cancellation and dead-worker detection like corrections; and Explore on a split analysed in
+the background renders at once, shows the job and then the grid."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import app.analysis
+from backend.attribution import split_outlier_scores, stored_outlier_scores
+from backend.data import open_dataset
+from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
+from backend.evaluation import cached_predictions, predictions_so_far
+from backend.models import load_checkpoint
+from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, run_analysis_job
+from tests.app.test_pages import APP, _run
+from tests.conftest import SMALL_SPEC
+from tests.runs.test_runs import _wait_for
+
+
+def test_a_job_reports_its_stages_in_order_and_fills_the_caches_pages_read(small_dataset):
+    job = AnalysisJob(checkpoint=str(DEFAULT_CHECKPOINT), dataset=SMALL_SPEC, split="val", layers=("features.13",))
+    events = []
+    result = run_analysis_job(job, on_progress=events.append)
+    stages = [e.stage for e in events]
+    assert stages[0] == "predictions" and "heatmaps" in stages and stages[-1] == "outlier scores"
+    overall = [e.overall for e in events]
+    assert overall == sorted(overall) and overall[-1] == pytest.approx(1.0)
+    assert "of 30 images" in events[0].message
+    assert set(result["seconds"]) == {"single_pass", "heatmaps", "outlier_scores"} and result["images"] == 30
+    model, view = load_checkpoint(DEFAULT_CHECKPOINT), small_dataset.split("val")
+    ready = predictions_so_far(model, view, small_dataset.dataset_id)
+    direct = cached_predictions(model, view, small_dataset.dataset_id)
+    np.testing.assert_allclose(ready.probs, direct.probs)
+    stored = stored_outlier_scores(model, view, small_dataset.dataset_id, ready.predicted)
+    np.testing.assert_allclose(stored, split_outlier_scores(model, view, small_dataset.dataset_id, ready.predicted))
+
+
+def _started(executor: LocalExecutor, run_id: str, stage: str):
+    def running():
+        record = executor.store.get(run_id)
+        assert record.status not in ("failed", "succeeded", "cancelled"), record.error
+        return record if record.status == "running" and record.message.startswith(stage) else None
+
+    return _wait_for(running, 120)
+
+
+def test_an_analysis_in_a_worker_can_be_cancelled_and_is_no_correction_run(embedded_dataset):
+    executor = LocalExecutor()
+    job = AnalysisJob(checkpoint=str(DEFAULT_CHECKPOINT), dataset=DEFAULT_DATASET, split="train")
+    run_id = executor.submit_analysis(job)
+    assert executor.submit_analysis(job) == run_id  # a second visitor joins the running job
+    record = _started(executor, run_id, "LRP heatmaps")
+    assert record.pid != os.getpid() and 0.3 <= record.progress < 1.0
+    executor.cancel(run_id)
+    record = executor.wait([run_id], timeout=30)[0]
+    assert record.status == "cancelled" and "heatmaps" in record.message
+    assert record.kind == ANALYSIS_KIND
+    assert run_id not in [r.id for r in executor.store.list()]  # the Runs page lists corrections only
+    assert run_id in [r.id for r in executor.store.list(kinds=(ANALYSIS_KIND,))]
+    model = load_checkpoint(DEFAULT_CHECKPOINT)
+    view = embedded_dataset.split("train")
+    assert len(predictions_so_far(model, view, embedded_dataset.dataset_id).sample_ids) == len(view)  # kept
+
+
+def test_a_killed_analysis_worker_is_marked_failed():
+    executor = LocalExecutor()
+    job = AnalysisJob(checkpoint=str(DEFAULT_CHECKPOINT), dataset=DEFAULT_DATASET, split="val", batch_size=8)
+    run_id = executor.submit_analysis(job)
+    record = _wait_for(lambda: (r := executor.store.get(run_id)).status == "running" and r.pid and r, 120)
+    os.kill(record.pid, signal.SIGKILL)
+    _wait_for(lambda: executor.recover() or executor.store.get(run_id).status == "failed", 30)
+    record = executor.store.get(run_id)
+    assert record.status == "failed" and "worker" in record.error
+
+
+def test_explore_renders_while_the_analysis_runs_then_shows_the_grid(monkeypatch):
+    monkeypatch.setattr(app.analysis, "INLINE_PIXELS", 0)  # analyse even this small split in the background
+    spec = "synthderm?n_train=300&n_val=20&n_test=20&seed=5"
+    open_dataset(spec)  # rendered once beforehand, as Setup would have
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["dataset_spec"] = spec
+    _run(at)
+    at.switch_page("explore.py")
+    start = time.perf_counter()
+    _run(at)
+    assert time.perf_counter() - start < 5  # the page does not wait for the analysis
+    assert "analysis_cancel" in [b.key for b in at.button]
+
+    def grid_shown():
+        _run(at)
+        return "Select page" in [b.label for b in at.button]
+
+    _wait_for(grid_shown, 120, poll=1.0)
+    _wait_for(lambda: _run(at) and "analysis_cancel" not in [b.key for b in at.button], 120, poll=1.0)
+    assert any("300 of 300 training images" in c.value for c in at.caption)
