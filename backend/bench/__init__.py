@@ -18,6 +18,7 @@ def benchmarks() -> dict[str, Benchmark]:
         discovery,
         multi,
         natural,
+        scale,
         soak,
     )
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.attribution import class_heatmaps, concept_heatmaps, lrp_context, view_batch
+from backend.attribution import class_heatmaps, concept_heatmaps, lrp, lrp_context, view_batch
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.models import LoadedModel, ModelMeta, build_model, get_architecture, load_checkpoint
@@ -163,3 +163,20 @@ def test_concept_heatmaps_point_at_the_planted_artifact(model, small_dataset):
     positive = np.clip(maps, 0, None)
     inside = (positive * masks).sum() / positive.sum()
     assert inside > 3 * masks.mean()  # relevance concentrates on the artifact far beyond its area share
+
+
+def test_large_batches_are_explained_in_chunks_with_the_same_result(model, small_dataset, monkeypatch):
+    x, labels = view_batch(small_dataset.split("val"), list(range(7)), model)
+    whole = class_heatmaps(model, x, target="true", labels=labels)
+    cav = np.random.default_rng(0).normal(size=64)  # features.13: 64 channels
+    concept_whole = concept_heatmaps(model, x, cav, "features.13")
+    monkeypatch.setattr(lrp, "_LRP_BATCH_PIXELS", 3 * model.meta.input_size**2)  # chunks of 3: 3 + 3 + 1
+    assert lrp.lrp_batch_size(model) == 3
+    chunked = class_heatmaps(model, x, target="true", labels=labels)
+    torch.testing.assert_close(chunked.relevance, whole.relevance, rtol=1e-5, atol=1e-6)
+    assert torch.equal(chunked.targets, labels) and chunked.logits.shape == whole.logits.shape
+    by_index = class_heatmaps(model, x, target=[1, 0, 2, 1, 0, 2, 1])
+    assert by_index.targets.tolist() == [1, 0, 2, 1, 0, 2, 1]
+    np.testing.assert_allclose(concept_heatmaps(model, x, cav, "features.13"), concept_whole, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="one target per image"):
+        class_heatmaps(model, x, target=[0, 1])

@@ -1,0 +1,1 @@
+"""Benchmark helpers that drive the app (kept out of `backend/`, which never imports streamlit)."""

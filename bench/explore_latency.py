@@ -1,0 +1,92 @@
+"""How long Explore takes to render for a user, measured with Streamlit's AppTest in a fresh session.
+
+`python -m bench.explore_latency first --checkpoint C --dataset D` opens the app (Setup), then Explore, which starts
+the split's analysis job; it reports both render times, checks that the job was still running when Explore
+showed, then cancels the job and waits for it to stop. `grid` renders grid pages of 24 in the heatmap view: the first
+(which also warms the LRP kernels up), another (sorted otherwise) whose heatmaps it computes, and that one again
+(its heatmaps read back). Prints one JSON line; `bench scale` runs it
+in a subprocess with the bench's workspace in `CLARC_WORKSPACE`; `--background` sends even a small split (a
+smoke test's) to the background, as a large one goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+import app.analysis
+from backend.runs import ANALYSIS_KIND, FINAL_STATUSES, LocalExecutor
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def _timed_run(at: AppTest) -> float:
+    start = time.perf_counter()
+    at.run(timeout=900)
+    seconds = time.perf_counter() - start
+    if at.exception:
+        raise SystemExit(f"the page raised: {[e.message for e in at.exception]}")
+    if at.error:
+        raise SystemExit(f"the page shows an error: {[e.value for e in at.error]}")
+    return seconds
+
+
+def _session(checkpoint: str, dataset: str, look: str = "input") -> tuple[AppTest, float]:
+    at = AppTest.from_file(APP, default_timeout=900)
+    at.session_state["checkpoint"] = checkpoint
+    at.session_state["dataset_spec"] = dataset
+    at.session_state["explore_look"] = look
+    setup_s = _timed_run(at)
+    at.switch_page("explore.py")
+    return at, setup_s
+
+
+def first_render(checkpoint: str, dataset: str) -> dict:
+    at, setup_s = _session(checkpoint, dataset)
+    explore_s = _timed_run(at)
+    executor = LocalExecutor()
+    active = executor.store.list(statuses=("queued", "starting", "running"), kinds=(ANALYSIS_KIND,))
+    if not active or "analysis_cancel" not in [b.key for b in at.button]:
+        raise SystemExit("Explore rendered without a running analysis job: nothing measured a page beside one")
+    progress = executor.store.get(active[0].id).progress
+    for run in active:
+        executor.cancel(run.id)
+    stopped = executor.wait([r.id for r in active], timeout=600)
+    if any(r.status not in FINAL_STATUSES for r in stopped):
+        raise SystemExit("the analysis job did not stop within 10 minutes of its cancellation")
+    return {"setup_s": setup_s, "first_render_s": explore_s, "job_progress_at_render": progress}
+
+
+def grid_page(checkpoint: str, dataset: str) -> dict:
+    at, _ = _session(checkpoint, dataset, look="heatmap")
+    first = _timed_run(at)  # the server's first heatmaps: includes the one-time warm-up of the LRP kernels
+    at.selectbox(key="explore_sort").set_value("confidence, highest first")  # another first page
+    cold = _timed_run(at)
+    warm = _timed_run(at)
+    return {"grid_page_first_s": first, "grid_page_s": cold, "grid_page_cached_s": warm}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=("first", "grid"))
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument(
+        "--background", action="store_true", help="analyse the split in the background however small it is"
+    )
+    args = parser.parse_args()
+    if args.background:
+        app.analysis.INLINE_PIXELS = 0  # AppTest runs the pages in this process
+    measure = first_render if args.mode == "first" else grid_page
+    result = measure(args.checkpoint, args.dataset)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
