@@ -12,8 +12,8 @@ from backend.attribution import (
     cached_heatmaps,
     class_heatmaps,
     concept_heatmaps,
-    heatmap_features,
     image_batch,
+    split_heatmap_features,
     split_outlier_scores,
     stored_outlier_scores,
     view_batch,
@@ -135,8 +135,7 @@ def embedding(
     if source == "activations":
         features = activations(model, dataset, layer, "max", split)
     else:
-        n = len(dataset.split(split))
-        features = heatmap_features(heatmaps(model, dataset, tuple(range(n)), split))
+        features = split_heatmap_features(model, dataset.split(split), dataset.dataset_id)
     return project_embedding(features, method)
 
 

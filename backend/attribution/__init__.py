@@ -28,6 +28,7 @@ from backend.attribution.outliers import (
     cached_outlier_scores,
     heatmap_features,
     heatmap_outlier_scores,
+    split_heatmap_features,
     split_outlier_scores,
     stored_outlier_scores,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "heatmap_features",
     "heatmap_masks",
     "heatmap_outlier_scores",
+    "split_heatmap_features",
     "heatmap_rgba",
     "image_grid",
     "image_batch",

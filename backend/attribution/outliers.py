@@ -22,11 +22,13 @@ __all__ = [
     "cached_outlier_scores",
     "heatmap_features",
     "heatmap_outlier_scores",
+    "split_heatmap_features",
     "split_outlier_scores",
     "stored_outlier_scores",
 ]
 
-_CHUNK = 256  # samples per cached_heatmaps call in split_outlier_scores: bounds memory and paces progress
+_CHUNK = 256  # samples per cached_heatmaps call in split_heatmap_features: bounds memory and paces progress
+_FEATURE_SIZE = 16  # heatmaps pooled to 16 x 16 for outlier scores and embeddings
 
 
 def heatmap_features(heatmaps: np.ndarray, size: int = 16) -> np.ndarray:
@@ -65,6 +67,38 @@ def heatmap_outlier_scores(heatmaps: np.ndarray, groups: np.ndarray, *, size: in
     return _group_scores(heatmap_features(heatmaps, size), groups)
 
 
+def split_heatmap_features(
+    model: LoadedModel,
+    view: SplitView,
+    dataset_id: str,
+    *,
+    workspace: str | os.PathLike | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """`heatmap_features` (N_view, 256) of every sample's heatmap, from the heatmap cache (filled where needed),
+    chunk by chunk so no split's heatmaps are in memory at once; stored beside the outlier scores, so the next
+    request (the heatmap embedding) is a file read."""
+    path = cache_dir("outliers", workspace) / f"{heatmap_cache_key(model, view, dataset_id)}.features.npy"
+    try:
+        features = np.load(path)
+        if features.shape == (len(view), _FEATURE_SIZE**2):
+            return features
+    except (OSError, ValueError, EOFError):
+        pass
+    starts = range(0, len(view), _CHUNK)
+    parts = []
+    for step, start in enumerate(starts, start=1):
+        chunk = np.arange(start, min(start + _CHUNK, len(view)))
+        maps = cached_heatmaps(model, view, dataset_id, chunk, workspace=workspace)
+        parts.append(heatmap_features(maps, _FEATURE_SIZE))
+        if on_progress:
+            on_progress(ProgressEvent("heatmaps", step, len(starts), {"samples": int(chunk[-1]) + 1}))
+    features = np.concatenate(parts) if parts else np.zeros((0, _FEATURE_SIZE**2))
+    with atomic_path(path) as tmp:
+        np.save(tmp, features)
+    return features
+
+
 def split_outlier_scores(
     model: LoadedModel,
     view: SplitView,
@@ -75,18 +109,12 @@ def split_outlier_scores(
     on_progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Outlier scores (N_view,) of every sample's heatmap among the samples of the same `predicted` class (N_view,),
-    from the heatmap cache, filled chunk by chunk where needed."""
+    from `split_heatmap_features`."""
     predicted = np.asarray(predicted)
     if predicted.shape != (len(view),):
         raise ConfigError(f"need one predicted class per sample: {len(view)} samples, got shape {predicted.shape}")
-    starts = range(0, len(view), _CHUNK)
-    unit = []
-    for step, start in enumerate(starts, start=1):
-        chunk = np.arange(start, min(start + _CHUNK, len(view)))
-        unit.append(heatmap_features(cached_heatmaps(model, view, dataset_id, chunk, workspace=workspace), 16))
-        if on_progress:
-            on_progress(ProgressEvent("heatmaps", step, len(starts), {"samples": int(chunk[-1]) + 1}))
-    return _group_scores(np.concatenate(unit), predicted) if unit else np.zeros(0)
+    features = split_heatmap_features(model, view, dataset_id, workspace=workspace, on_progress=on_progress)
+    return _group_scores(features, predicted) if len(features) else np.zeros(0)
 
 
 def _scores_path(model: LoadedModel, view: SplitView, dataset_id: str, predicted: np.ndarray, workspace) -> Path:

@@ -12,11 +12,13 @@ from sklearn.metrics import roc_curve
 from backend.attribution import (
     cached_heatmaps,
     class_heatmaps,
+    heatmap_features,
     heatmap_outlier_scores,
+    split_heatmap_features,
     split_outlier_scores,
     view_batch,
 )
-from backend.concepts import project_embedding, roc_points
+from backend.concepts import embedding, project_embedding, roc_points
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.evaluation import cached_predictions, predict_logits
@@ -181,6 +183,23 @@ def test_split_outlier_scores_group_cached_heatmaps_by_predicted_class(model, sm
     maps = cached_heatmaps(model, view, small_dataset.dataset_id, range(len(view)), workspace=tmp_path)
     assert scores.shape == (len(view),) and np.isfinite(scores).all()
     np.testing.assert_allclose(scores, heatmap_outlier_scores(maps, predicted), atol=1e-9)
+    features = split_heatmap_features(model, view, small_dataset.dataset_id, workspace=tmp_path)
+    np.testing.assert_allclose(features, heatmap_features(maps), atol=1e-12)  # stored, read back the same
+
+
+def test_tsne_of_a_large_split_maps_a_subsample_and_places_the_rest_among_their_neighbours(monkeypatch):
+    monkeypatch.setattr(embedding, "TSNE_MAX_POINTS", 60)
+    rng = np.random.default_rng(4)
+    blobs = np.repeat(np.arange(3), 80)
+    features = rng.normal(size=(240, 20)) + 3.0 * rng.normal(size=(3, 20))[blobs]  # three well-separated clusters
+    points = project_embedding(features, "tsne", seed=2)
+    assert points.shape == (240, 2) and np.isfinite(points).all()
+    np.testing.assert_array_equal(project_embedding(features, "tsne", seed=2), points)  # deterministic
+    distances = np.linalg.norm(points[:, None] - points[None], axis=2) + np.diag(np.full(240, np.inf))
+    assert (blobs[distances.argmin(axis=1)] == blobs).mean() > 0.97  # mapped or placed, each lands in its cluster
+    features[7] = features[100]  # a duplicate of a sample lands on it, whichever of the two was mapped
+    twin = project_embedding(features, "tsne", seed=2)
+    np.testing.assert_allclose(twin[7], twin[100], atol=1e-3)
 
 
 def test_pca_embedding_equals_sklearn_on_standardised_features_and_tsne_is_deterministic():
