@@ -51,10 +51,18 @@ def _restart(job: AnalysisJob) -> None:
     executor().submit_analysis(job)
 
 
-def analysis_panel(job: AnalysisJob, record: RunRecord, ready: int, total: int, count_ready: Callable[[], int]) -> None:
+def analysis_panel(
+    job: AnalysisJob,
+    record: RunRecord,
+    ready: int,
+    total: int,
+    count_ready: Callable[[], int],
+    note: str | None = None,
+) -> None:
     """The job's state: progress and Cancel while it runs (the page reruns when every prediction or the whole job is
-    done), its error or cancellation with a button to start again. `ready` of `total` images had predictions when
-    the page rendered; `count_ready()` says how many have them now."""
+        done), its error or cancellation with a button to start again. `ready` of `total` images had predictions when
+        the page rendered; `count_ready()` says how many have them now. Explore's grid shows the images predicted so
+    far; another page says in `note` what it shows once the job is done."""
     what = f"the {job.split} split ({total:,} images)"
     if record.status == "failed":
         st.error(f"The analysis of {what} failed: {record.error}")
@@ -66,10 +74,10 @@ def analysis_panel(job: AnalysisJob, record: RunRecord, ready: int, total: int, 
             "Start it again", key="analysis_restart", icon=":material/play_arrow:", on_click=_restart, args=(job,)
         )
         return
-    st.fragment(run_every=1.0)(_watch)(what, record.id, ready, total, count_ready)
+    st.fragment(run_every=1.0)(_watch)(what, record.id, ready, total, count_ready, note)
 
 
-def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable[[], int]) -> None:
+def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable[[], int], note: str | None) -> None:
     runs = executor()
     record = runs.store.get(run_id)
     if record.looks_dead(time.time()):
@@ -82,10 +90,12 @@ def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable
         st.progress(min(max(record.progress, 0.0), 1.0), text=f"Analysing {what}: {message}")
         c1, c2 = st.columns([1, 4], vertical_alignment="center")
         c1.button("Cancel", key="analysis_cancel", icon=":material/stop:", on_click=runs.cancel, args=(run_id,))
+        on_grid = note is None
         shown = f"The grid shows the {ready:,} images predicted when the page loaded. " if 0 < ready < total else ""
+        note = note or "Sorting by heatmap outlier score comes when the heatmaps are done."
         c2.caption(
-            f"{shown}It runs in a worker process: keep working, leave the page or close the browser. Sorting by "
-            "heatmap outlier score comes when the heatmaps are done."
+            f"{shown if on_grid else ''}It runs in a worker process: keep working, leave the page or close the "
+            f"browser. {note}"
         )
-        if ready < total and c2.button("Show the images predicted since", key="analysis_refresh"):
+        if on_grid and ready < total and c2.button("Show the images predicted since", key="analysis_refresh"):
             st.rerun(scope="app")

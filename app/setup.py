@@ -10,12 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.context import chosen_model, current_context, init_choices
-from app.resources import layer_choices, load_dataset, test_accuracy
+from app.analysis import analysis_panel, in_background, started_analysis
+from app.context import Context, chosen_model, current_context, init_choices
+from app.resources import layer_choices, load_dataset, predictions_ready, test_accuracy
 from backend.data import Normalization
 from backend.defaults import DEFAULT_DATASET
 from backend.errors import ClarcError
+from backend.evaluation import clean_accuracy
 from backend.models import IMAGENET_NORMALIZATION, MissingCardError, architecture_names, import_checkpoint
+from backend.runs import AnalysisJob
 from backend.storage import resolve_workspace, store_checkpoint_upload
 from components.image_grid import image_grid
 from components.plots import class_balance_chart
@@ -71,13 +74,42 @@ def render() -> None:
     try:
         context = current_context()
         described = context.dataset.describe()
-        figures = test_accuracy(context.model, context.dataset)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
     st.caption(f"Dataset: `{described['spec']}`")  # the whole spec, which the field above may cut off
     _dataset_summary(described)
-    _test_accuracy(context.dataset, figures)
+    if in_background(context.dataset, "test") and not context.dataset.planting:
+        figures = _accuracy_in_background(context)
+    else:
+        try:
+            figures = test_accuracy(context.model, context.dataset)
+        except ClarcError as exc:
+            st.error(str(exc))
+            st.stop()
+    if figures is not None:
+        _test_accuracy(context.dataset, figures)
+
+
+def _accuracy_in_background(context: Context) -> dict | None:
+    """Clean test accuracy of a large test split from an analysis job's predictions (its progress shows until then:
+    at ISIC's size, predicting 2,500 test images takes minutes on a CPU)."""
+    total = len(context.dataset.split("test"))
+    preds = predictions_ready(context.model, context.dataset, "test")
+    ready = 0 if preds is None else len(preds.sample_ids)
+    if ready == total:
+        return clean_accuracy(preds, context.dataset.classes)
+    st.subheader("Test accuracy")
+    job = AnalysisJob(
+        checkpoint=context.checkpoint, dataset=context.spec, split="test", layers=(context.layer,), heatmaps=False
+    )
+
+    def count_ready() -> int:
+        now = predictions_ready(context.model, context.dataset, "test")
+        return 0 if now is None else len(now.sample_ids)
+
+    analysis_panel(job, started_analysis(job), ready, total, count_ready, note="The accuracy shows when it is done.")
+    return None
 
 
 def _import_form() -> None:

@@ -20,7 +20,7 @@ from backend.concepts import Cav
 from backend.data import ClarcDataset, SplitView
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
-from backend.evaluation.predictions import predict_logits
+from backend.evaluation.predictions import Predictions, predict_logits
 from backend.models import LoadedModel, capture_layer, eval_mode
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "accuracy",
     "confusion_matrix",
     "per_class_accuracy",
+    "clean_accuracy",
     "clean_and_attacked_accuracy",
     "directional_derivatives",
     "evaluate",
@@ -56,6 +57,16 @@ def confusion_matrix(logits: torch.Tensor, labels: np.ndarray | torch.Tensor, n_
     labels = torch.as_tensor(labels).long()
     counts = torch.bincount(labels * n_classes + logits.argmax(1), minlength=n_classes * n_classes)
     return counts.view(n_classes, n_classes).tolist()
+
+
+def clean_accuracy(predictions: Predictions, classes: tuple[str, ...]) -> dict:
+    """`clean_and_attacked_accuracy`'s clean figures from predictions already made (an analysis job's)."""
+    probs = torch.from_numpy(np.asarray(predictions.probs))
+    return {
+        "clean_acc": accuracy(probs, predictions.labels),
+        "clean_acc_per_class": per_class_accuracy(probs, predictions.labels, classes),
+        "n": len(predictions.labels),
+    }
 
 
 def clean_and_attacked_accuracy(

@@ -14,7 +14,7 @@ import app.analysis
 from backend.attribution import split_outlier_scores, stored_outlier_scores
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
-from backend.evaluation import cached_predictions, predictions_so_far
+from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
 from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, run_analysis_job
 from tests.app.test_pages import APP, _run
@@ -98,3 +98,23 @@ def test_explore_renders_while_the_analysis_runs_then_shows_the_grid(monkeypatch
     _wait_for(grid_shown, 120, poll=1.0)
     _wait_for(lambda: _run(at) and "analysis_cancel" not in [b.key for b in at.button], 120, poll=1.0)
     assert any("300 of 300 training images" in c.value for c in at.caption)
+
+
+def test_setup_measures_a_large_test_split_in_the_background_then_shows_its_accuracy(monkeypatch):
+    monkeypatch.setattr(app.analysis, "INLINE_PIXELS", 0)  # this small test split counts as large
+    spec = "synthderm?artifact=none&n_train=60&n_val=20&n_test=150&seed=6"
+    open_dataset(spec)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["dataset_spec"] = spec
+    start = time.perf_counter()
+    _run(at)
+    assert time.perf_counter() - start < 10  # the page does not wait for 150 predictions
+    assert "analysis_cancel" in [b.key for b in at.button] and not [m for m in at.metric if m.label == "Clean"]
+
+    def accuracy_shown():
+        _run(at)
+        return [m.value for m in at.metric if m.label == "Clean"]
+
+    shown = _wait_for(accuracy_shown, 120, poll=1.0)
+    expected = clean_and_attacked_accuracy(load_checkpoint(DEFAULT_CHECKPOINT), open_dataset(spec))["clean_acc"]
+    assert shown == [f"{expected:.1%}"]
