@@ -16,6 +16,7 @@ def benchmarks() -> dict[str, Benchmark]:
         data,
         default_model,
         discovery,
+        gpu,
         multi,
         natural,
         scale,

@@ -38,11 +38,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def dispatch(store: RunStore, cpu_jobs: int) -> list[str]:
-    """Start queued runs while there is room: one per GPU, `cpu_jobs` on the CPU; returns the started run ids."""
+    """Start queued runs while there is room: corrections one per GPU and `cpu_jobs` on the CPU; analysis jobs (a
+    page waits for them) in slots of their own, one per GPU and one on the CPU, so a long correction never holds a
+    page up. Returns the started run ids."""
     started = []
-    limits = {"cpu": cpu_jobs, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0}
-    for device, limit in limits.items():
-        while limit and (claimed := store.claim_next(device, limit)):
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    limits = {("cpu", "correction"): cpu_jobs, ("cuda", "correction"): gpus, ("cpu", "analysis"): 1}
+    limits[("cuda", "analysis")] = gpus
+    for (device, kind), limit in limits.items():
+        while limit and (claimed := store.claim_next(device, limit, kind)):
             run_id, slot = claimed
             _spawn(store, run_id, device, slot, cpu_jobs)
             started.append(run_id)

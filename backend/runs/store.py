@@ -148,23 +148,24 @@ class RunStore:
             )
         return run_id
 
-    def claim_next(self, device: str, limit: int) -> tuple[str, int] | None:
-        """Atomically move the oldest queued local run of `device` to `starting` if fewer than `limit` are active;
-        returns it with a free slot number (the GPU index for CUDA runs)."""
+    def claim_next(self, device: str, limit: int, kind: str = "correction") -> tuple[str, int] | None:
+        """Atomically move the oldest queued local run of `kind` on `device` to `starting` if fewer than `limit`
+        of that kind are active; returns it with a free slot number (the GPU index for CUDA runs)."""
         with self._write() as db:
             slots = {
                 r[0]
                 for r in db.execute(
-                    "SELECT slot FROM runs WHERE device = ? AND engine = 'local' AND status IN ('starting', 'running')",
-                    (device,),
+                    "SELECT slot FROM runs WHERE device = ? AND kind = ? AND engine = 'local' "
+                    "AND status IN ('starting', 'running')",
+                    (device, kind),
                 )
             }
             if len(slots) >= limit:
                 return None
             row = db.execute(
-                "SELECT id FROM runs WHERE device = ? AND engine = 'local' AND status = 'queued' "
+                "SELECT id FROM runs WHERE device = ? AND kind = ? AND engine = 'local' AND status = 'queued' "
                 "ORDER BY created, id LIMIT 1",
-                (device,),
+                (device, kind),
             ).fetchone()
             if row is None:
                 return None

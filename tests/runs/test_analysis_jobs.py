@@ -16,7 +16,7 @@ from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
-from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, run_analysis_job
+from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job
 from tests.app.test_pages import APP, _run
 from tests.conftest import SMALL_SPEC
 from tests.runs.test_runs import _wait_for
@@ -118,3 +118,15 @@ def test_setup_measures_a_large_test_split_in_the_background_then_shows_its_accu
     shown = _wait_for(accuracy_shown, 120, poll=1.0)
     expected = clean_and_attacked_accuracy(load_checkpoint(DEFAULT_CHECKPOINT), open_dataset(spec))["clean_acc"]
     assert shown == [f"{expected:.1%}"]
+
+
+def test_an_analysis_gets_a_slot_of_its_own_while_a_correction_holds_the_cpu(tmp_path):
+    store = RunStore(tmp_path)
+    first = store.create({"job": 1})
+    assert store.claim_next("cpu", 1) == (first, 0)  # the correction takes the one CPU slot
+    waiting = store.create({"job": 2})
+    analysis = store.create({"split": "train"}, kind=ANALYSIS_KIND)
+    assert store.claim_next("cpu", 1) is None  # the next correction queues behind the first
+    assert store.claim_next("cpu", 1, ANALYSIS_KIND) == (analysis, 0)  # the page's analysis does not
+    assert store.claim_next("cpu", 1, ANALYSIS_KIND) is None  # one analysis at a time on the CPU
+    assert store.get(waiting).status == "queued" and store.get(analysis).status == "starting"
