@@ -12,10 +12,11 @@ import streamlit as st
 
 from app.context import Context
 from app.resources import executor
+from backend.concepts import activations_complete
 from backend.data import ClarcDataset
 from backend.runs import ANALYSIS_KIND, FINAL_STATUSES, AnalysisJob, RunRecord
 
-__all__ = ["INLINE_PIXELS", "analysis_job", "analysis_panel", "in_background", "started_analysis"]
+__all__ = ["INLINE_PIXELS", "activations_ready", "analysis_job", "analysis_panel", "in_background", "started_analysis"]
 
 # A split with more images x pixels than this (the embedded benchmark's 3,000 training images at 64 px: 12 M) goes
 # to the background: measured here, a forward pass at 64 px takes about 1 ms per image, at 224 px about 12 times more.
@@ -30,6 +31,34 @@ def in_background(dataset: ClarcDataset, split: str) -> bool:
 def analysis_job(context: Context, split: str) -> AnalysisJob:
     """The job that analyses `split` for the page: predictions, the chosen layer's activations, heatmaps, outliers."""
     return AnalysisJob(checkpoint=context.checkpoint, dataset=context.spec, split=split, layers=(context.layer,))
+
+
+def activations_ready(context: Context, layer: str, pooling: str, split: str = "train") -> bool:
+    """Whether the split's activations of (layer, pooling) can be read now. A large split's are collected by an
+    analysis job, whose progress shows here until they are in (False: the caller waits); a small split's are
+    collected inline by whoever asks."""
+    view = context.dataset.split(split)
+    if not in_background(context.dataset, split):
+        return True
+    if activations_complete(context.model, view, context.dataset.dataset_id, layer, pooling):
+        return True
+    job = AnalysisJob(
+        checkpoint=context.checkpoint,
+        dataset=context.spec,
+        split=split,
+        layers=(layer,),
+        full_maps=pooling == "none",
+        heatmaps=False,
+    )
+    analysis_panel(
+        job,
+        started_analysis(job),
+        0,
+        len(view),
+        lambda: 0,
+        note=f"The CAV is fitted when the activations of {layer} are in.",
+    )
+    return False
 
 
 def _latest(job: AnalysisJob) -> RunRecord | None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.analysis import activations_ready
 from app.annotating import apply_labels, cav_scores_for, concept_picker, remember_cav
 from app.context import Context, current_context
 from app.resources import (
@@ -123,6 +124,8 @@ def _fit_form(context: Context, concept: str, labels: dict[str, int], view) -> C
         }
     request = state.get("concepts_fit_request")
     if not request or request["concept"] != concept:
+        return None
+    if not activations_ready(context, context.layer, request["pooling"]):
         return None
     try:
         fit = concept_fit(

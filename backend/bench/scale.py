@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +64,37 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _StageMemory:
+    """The largest resident set of this process during each stage, sampled every 0.1 s by a thread (the
+    high-water mark of the whole run says how much, this says where)."""
+
+    def __init__(self) -> None:
+        self.stage, self.peaks = "setup", {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.1):
+            rss = _current_rss_mb()
+            self.peaks[self.stage] = max(self.peaks.get(self.stage, 0.0), rss)
+
+    def stop(self) -> dict[str, float]:
+        self._done.set()
+        self._thread.join()
+        return {stage: round(mb, 1) for stage, mb in self.peaks.items()}
+
+
+def _current_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _app_latency(mode: str, checkpoint: Path, spec: str, workspace: Path, root: Path) -> dict:
@@ -132,12 +164,15 @@ def bench_scale(args: argparse.Namespace) -> dict:
     model = load_checkpoint(checkpoint)
     print(f"{len(view):,} training images; {args.arch} at {size} px, {torch.get_num_threads()} threads")
 
+    memory = _StageMemory()
+    memory.stage = "decode"
     seconds["decode_cold"] = _decode_all(view)
     seconds["decode_warm"] = _decode_all(view)
     images["decode_cold"] = images["decode_warm"] = len(view)
     print(f"decode: {seconds['decode_cold']:.1f} s cold, {seconds['decode_warm']:.1f} s from the decoded cache")
 
     wanted = analysis_wanted(model, (model.default_layer,), full_maps=True)
+    memory.stage = "pass_ratio"
     ratio = _pass_ratio(model, view, dataset.dataset_id, wanted, args.subset)
     print(
         f"{len(wanted)} entries on {ratio['images']} images: {ratio['separate_s']:.1f} s in separate passes, "
@@ -151,6 +186,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
     )
     _clear(workspace, "activations", "heatmaps", "outliers")  # what the cancelled job left: the pass starts cold
 
+    memory.stage = "single_pass"
     start = time.perf_counter()
     collect_in_one_pass(model, view, dataset.dataset_id, wanted, workspace=workspace, batch_size=64)
     seconds["single_pass"], images["single_pass"] = time.perf_counter() - start, len(view)
@@ -164,6 +200,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
         f"server's first, {grid['grid_page_cached_s']:.2f} s with its heatmaps cached)"
     )
 
+    memory.stage = "heatmaps"
     n_maps = min(args.heatmap_images or len(view), len(view))
     logits = collect_in_one_pass(model, view, dataset.dataset_id, wanted[:1], workspace=workspace)[wanted[0]].values
     predicted = np.asarray(logits).argmax(axis=1)
@@ -174,6 +211,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
     seconds["heatmaps"], images["heatmaps"] = time.perf_counter() - start, n_maps
     print(f"heatmaps of {n_maps:,} images: {seconds['heatmaps']:.1f} s")
     if n_maps == len(view):
+        memory.stage = "outlier_scores"
         start = time.perf_counter()
         cached_outlier_scores(model, view, dataset.dataset_id, predicted, workspace=workspace)
         seconds["outlier_scores"], images["outlier_scores"] = time.perf_counter() - start, len(view)
@@ -187,6 +225,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
         loop=LoopConfig(epochs=1),
         attack=AttackConfig(attack="none"),
     )
+    memory.stage = "correction"
     start = time.perf_counter()
     run_correction_job(job, workspace=workspace)
     seconds["correction"], images["correction"] = time.perf_counter() - start, len(view)
@@ -198,6 +237,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
         stage: ms / 1000 * (ISIC_2019_IMAGES if stage == "write_folder" else train_2019)
         for stage, ms in per_image_ms.items()
     }
+    by_stage = memory.stop()
     by_process = {"stages": _peak_rss_mb(), "app_first_render": first["peak_rss_mb"], "app_grid": grid["peak_rss_mb"]}
     peak = max(by_process.values())
     result = {
@@ -215,6 +255,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
         "grid_page_cached_s": round(grid["grid_page_cached_s"], 2),
         "peak_rss_mb": round(peak, 1),
         "peak_rss_mb_by_process": {k: round(v, 1) for k, v in by_process.items()},
+        "peak_rss_mb_by_stage": by_stage,
         "ratios": {
             "separate_vs_single_pass": round(ratio["ratio"], 2),
             "decode_cold_vs_warm": round(seconds["decode_cold"] / seconds["decode_warm"], 2),
@@ -223,6 +264,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
     }
     print(", ".join(f"peak RSS of {k}: {v:,.0f} MB" for k, v in by_process.items()))
+    print("peak RSS by stage: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in by_stage.items()))
     print(f"extrapolated to ISIC 2019 ({ISIC_2019_IMAGES:,} images, 80% training):")
     for stage, value in extrapolated.items():
         print(f"  {stage:15s} {per_image_ms[stage]:8.2f} ms per image -> {value / 60:7.1f} min")

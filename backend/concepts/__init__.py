@@ -4,6 +4,7 @@ judged CAV, concept label files, and 2-D embeddings of features."""
 from backend.concepts.activation_cache import (
     PassCancelled,
     activation_entry,
+    activations_complete,
     cached_activations,
     collect_in_one_pass,
     read_partial,
@@ -74,6 +75,7 @@ __all__ = [
     "alignment",
     "PassCancelled",
     "activation_entry",
+    "activations_complete",
     "cached_activations",
     "collect_in_one_pass",
     "read_partial",

@@ -41,6 +41,7 @@ __all__ = [
     "CacheEntry",
     "PassCancelled",
     "activation_entry",
+    "activations_complete",
     "cached_activations",
     "collect_in_one_pass",
     "read_entry",
@@ -98,6 +99,20 @@ def activation_entry(
     root = cache_dir("activations", workspace)
     key = cache_key(**key_fields)
     return CacheEntry(root / f"{key}.npy", root / f"{key}.json", key_fields)
+
+
+def activations_complete(
+    model: LoadedModel,
+    view: SplitView,
+    dataset_id: str,
+    layer: str,
+    pooling: str,
+    workspace: str | os.PathLike | None = None,
+) -> bool:
+    """Whether the whole view's activations of (layer, pooling) are in the cache, readable: a file check a page
+    makes before asking for them, so it never collects a large split itself."""
+    entry = activation_entry(model, view, dataset_id, layer, pooling, view.sample_ids, workspace)
+    return read_entry(entry, len(view)) is not None
 
 
 def read_entry(entry: CacheEntry, n: int) -> np.ndarray | None:

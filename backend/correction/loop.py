@@ -35,6 +35,7 @@ from backend.progress import ProgressCallback, ProgressEvent
 __all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct"]
 
 log = logging.getLogger(__name__)
+_STATS_CHUNK = 512  # training samples per step of the concept statistics
 
 
 class CorrectionCancelled(Cancelled):
@@ -261,9 +262,14 @@ def _with_concept_stats(concept: ConceptInputs, cav: Cav, model, view, dataset_i
         raise ConfigError(f"need training samples both with and without the artifact of {cav.concept or 'the CAV'}")
     layer = cav.layer or model.default_layer
     maps = cached_activations(model, view, dataset_id, layer, "none", workspace=workspace).values
-    proj = np.tensordot(np.asarray(maps, dtype=np.float64), cav.vector, axes=([1], [0]))  # (N, H, W)
-    device = concept.h.device
-    clean, artifact = (torch.tensor(proj[f].mean(0)).float().to(device) for f in (~has_artifact, has_artifact))
+    sums = np.zeros((2, *maps.shape[2:]))  # without, with the artifact
+    for start in range(0, len(maps), _STATS_CHUNK):  # chunked: a split's maps in float64 would not fit in memory
+        part = np.tensordot(np.asarray(maps[start : start + _STATS_CHUNK], dtype=np.float64), cav.vector, ([1], [0]))
+        flags = has_artifact[start : start + _STATS_CHUNK]
+        sums[0] += part[~flags].sum(axis=0)
+        sums[1] += part[flags].sum(axis=0)
+    means = sums / np.array([(~has_artifact).sum(), has_artifact.sum()]).reshape(2, *([1] * (sums.ndim - 1)))
+    clean, artifact = (torch.tensor(m).float().to(concept.h.device) for m in means)
     return replace(concept, clean_mean=clean, artifact_mean=artifact)
 
 

@@ -81,6 +81,7 @@ def clean_and_attacked_accuracy(
     """Accuracy on the clean and the attacked view of a split (the same images without / with the artifact), and
     the clean accuracy per class. Without a planted or named artifact only the clean figures are returned."""
     module = model.module.to(device)
+    batch_size = model.batch_size(batch_size)
     norm = model.meta.normalization
     clean = dataset.split(split, "clean", norm)
     clean_logits = predict_logits(module, clean, batch_size=batch_size, device=device)
@@ -228,8 +229,9 @@ def evaluate(
     them and TCAV on them. Comparing two models, build the attacked set once (`attacked_set`) and pass it to both:
     the transplant attack's masks come from a model."""
     device = next(model.module.parameters()).device
+    batch_size = model.batch_size(batch_size)
     clean = dataset.split(split, "clean", model.meta.normalization)
-    clean_logits = predict_logits(model.module, clean, device=device)
+    clean_logits = predict_logits(model.module, clean, batch_size=batch_size, device=device)
     k = _attacked_index(dataset, cav, attacked_class)
     figures: dict = {
         "clean_acc": accuracy(clean_logits, clean.labels),

@@ -99,6 +99,9 @@ class ModelMeta:
             ) from exc
 
 
+_BATCH_PIXELS = 32 * 224 * 224  # see LoadedModel.batch_size
+
+
 @dataclass
 class LoadedModel:
     """A model ready for use, its metadata, and the content hash of the file it came from (for cache keys)."""
@@ -119,6 +122,11 @@ class LoadedModel:
     def output_layer(self) -> str:
         """The layer that produces the logits."""
         return output_layer(self.module, self.meta.input_size, len(self.meta.classes))
+
+    def batch_size(self, requested: int) -> int:
+        """`requested` images per batch, at most as many pixels as 32 images of 224 px: a batch through the model
+        with gradients (TCAV, R_bias) then stays near 1 GB at ISIC's resolution; 64 px images keep their batch."""
+        return int(min(requested, max(1, _BATCH_PIXELS // self.meta.input_size**2)))
 
 
 def model_fingerprint(model: LoadedModel) -> str:

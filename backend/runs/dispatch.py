@@ -16,6 +16,7 @@ from backend.runs.store import RunStore
 __all__ = ["MAX_CPU_JOBS_ENV", "dispatch", "max_cpu_jobs", "pid_alive"]
 
 MAX_CPU_JOBS_ENV = "CLARC_MAX_CPU_JOBS"
+_CPU_ANALYSES = 2  # analysis jobs at once on the CPU
 _ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,11 +40,11 @@ def pid_alive(pid: int) -> bool:
 
 def dispatch(store: RunStore, cpu_jobs: int) -> list[str]:
     """Start queued runs while there is room: corrections one per GPU and `cpu_jobs` on the CPU; analysis jobs (a
-    page waits for them) in slots of their own, one per GPU and one on the CPU, so a long correction never holds a
-    page up. Returns the started run ids."""
+    page waits for them) in slots of their own, one per GPU and two on the CPU (Setup's test split and Explore's
+    training split progress together), so a long correction never holds a page up. Returns the started run ids."""
     started = []
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    limits = {("cpu", "correction"): cpu_jobs, ("cuda", "correction"): gpus, ("cpu", "analysis"): 1}
+    limits = {("cpu", "correction"): cpu_jobs, ("cuda", "correction"): gpus, ("cpu", "analysis"): _CPU_ANALYSES}
     limits[("cuda", "analysis")] = gpus
     for (device, kind), limit in limits.items():
         while limit and (claimed := store.claim_next(device, limit, kind)):

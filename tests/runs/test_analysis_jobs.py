@@ -17,7 +17,8 @@ from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
 from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job
-from tests.app.test_pages import APP, _run
+from backend.storage import AnnotationStore
+from tests.app.test_pages import APP, CONCEPT, _run
 from tests.conftest import SMALL_SPEC
 from tests.runs.test_runs import _wait_for
 
@@ -127,6 +128,31 @@ def test_an_analysis_gets_a_slot_of_its_own_while_a_correction_holds_the_cpu(tmp
     waiting = store.create({"job": 2})
     analysis = store.create({"split": "train"}, kind=ANALYSIS_KIND)
     assert store.claim_next("cpu", 1) is None  # the next correction queues behind the first
-    assert store.claim_next("cpu", 1, ANALYSIS_KIND) == (analysis, 0)  # the page's analysis does not
-    assert store.claim_next("cpu", 1, ANALYSIS_KIND) is None  # one analysis at a time on the CPU
+    assert store.claim_next("cpu", 2, ANALYSIS_KIND) == (analysis, 0)  # the page's analysis does not
+    assert store.claim_next("cpu", 2, ANALYSIS_KIND) is None  # nothing else queued
     assert store.get(waiting).status == "queued" and store.get(analysis).status == "starting"
+
+
+def test_concepts_fits_on_a_large_split_once_a_background_job_has_its_activations(monkeypatch, workspace):
+    monkeypatch.setattr(app.analysis, "INLINE_PIXELS", 0)
+    spec = "synthderm?artifact=none&n_train=200&n_val=20&n_test=20&seed=8"
+    dataset = open_dataset(spec)
+    view = dataset.split("train")
+    marked = {sid: int(i % 4 == 0) for i, sid in enumerate(view.sample_ids[:80])}
+    AnnotationStore(workspace).set_labels(dataset.dataset_id, CONCEPT, marked)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["dataset_spec"] = spec
+    _run(at)
+    at.switch_page("concepts.py")
+    _run(at)
+    next(b for b in at.button if b.label == "Fit CAV").click()
+    start = time.perf_counter()
+    _run(at)
+    assert time.perf_counter() - start < 10 and "analysis_cancel" in [b.key for b in at.button]
+    assert not [m for m in at.metric if m.label == "Separability (AUC)"]
+
+    def fitted():
+        _run(at)
+        return [m.value for m in at.metric if m.label == "Separability (AUC)"]
+
+    assert _wait_for(fitted, 120, poll=1.0)
