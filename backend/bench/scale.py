@@ -261,6 +261,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
             "decode_cold_vs_warm": round(seconds["decode_cold"] / seconds["decode_warm"], 2),
         },
         "pass_ratio_images": ratio["images"],
+        "stage_images": images,
         "threads": torch.get_num_threads(),
     }
     print(", ".join(f"peak RSS of {k}: {v:,.0f} MB" for k, v in by_process.items()))
