@@ -6,7 +6,8 @@ heatmaps (fp32: relevance conservation needs it). Agreement: the largest logit d
 predictions, the mean correlation of the heatmaps. The correction (`--epochs`, the defaults otherwise) runs with bf16
 autocast on the GPU (`mixed_precision`, the default) and fp32 on the CPU, each in its own workspace so neither reads
 the other's cached activations; clean and attacked test accuracy after it must agree within `--tolerance` (1 point).
-`--device cpu` compares the CPU with itself: a check of the bench on a machine without a GPU.
+`--device cpu` compares the CPU with itself: a check of the bench on a machine without a GPU (with a small
+`--dataset`, in the tests).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=1024, help="training images of the stage timings (1024)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each correction (default 10)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="largest accuracy difference (0.01)")
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset spec (default: the embedded benchmark)")
 
 
 def _sync(device: torch.device) -> None:
@@ -64,9 +66,10 @@ def _stages(device: torch.device, view, dataset_id: str) -> dict:
     return {"single_pass": pass_s, "heatmaps": heatmaps_s, "logits": logits, "maps": np.concatenate(maps)}
 
 
-def _correction(device: str, epochs: int) -> dict:
+def _correction(device: str, epochs: int, dataset: str) -> dict:
     with tempfile.TemporaryDirectory() as workspace:
-        job = CorrectionJob(out=f"{workspace}/corrected.safetensors", loop=LoopConfig(epochs=epochs, device=device))
+        loop = LoopConfig(epochs=epochs, device=device)
+        job = CorrectionJob(out=f"{workspace}/corrected.safetensors", dataset=dataset, loop=loop)
         start = time.perf_counter()
         result = run_correction_job(job, workspace=workspace)
         seconds = time.perf_counter() - start
@@ -88,9 +91,9 @@ def bench_gpu(args: argparse.Namespace) -> dict:
         raise ConfigError("bench gpu compares one named device with the CPU: use --device cuda (or cpu)")
     device = resolve_device(args.device)  # 'cuda' without a GPU: a clear error, nothing measured
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    dataset = open_dataset(DEFAULT_DATASET)
+    dataset = open_dataset(args.dataset)
     view = dataset.split("train").head(args.images)
-    print(f"{name} against the CPU ({torch.get_num_threads()} threads), {len(view)} images of {DEFAULT_DATASET}")
+    print(f"{name} against the CPU ({torch.get_num_threads()} threads), {len(view)} images of {args.dataset}")
     cpu, other = _stages(torch.device("cpu"), view, dataset.dataset_id), _stages(device, view, dataset.dataset_id)
     agreement = {
         "max_logit_diff": float(np.abs(cpu["logits"] - other["logits"]).max()),
@@ -107,7 +110,8 @@ def bench_gpu(args: argparse.Namespace) -> dict:
         f"  agreement: logits within {agreement['max_logit_diff']:.2e}, {agreement['same_prediction']:.1%} same "
         f"predictions, heatmap correlation {agreement['heatmap_correlation']:.4f}"
     )
-    runs = {"cpu": _correction("cpu", args.epochs), "device": _correction(args.device, args.epochs)}
+    runs = {"cpu": _correction("cpu", args.epochs, args.dataset)}
+    runs["device"] = _correction(args.device, args.epochs, args.dataset)
     diffs = {key: abs(runs["cpu"][key] - runs["device"][key]) for key in ("clean_acc", "attacked_acc")}
     agree = all(d <= args.tolerance for d in diffs.values())
     for where, run in runs.items():

@@ -8,16 +8,17 @@ import torch
 
 from backend.bench.gpu import bench_gpu
 from backend.errors import ConfigError
+from tests.conftest import SMALL_SPEC
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_bench_gpu_without_a_gpu_says_so_and_measures_nothing():
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        bench_gpu(argparse.Namespace(device="cuda", images=16, epochs=1, tolerance=0.01))
+        bench_gpu(argparse.Namespace(device="cuda", images=16, epochs=1, tolerance=0.01, dataset=SMALL_SPEC))
 
 
-def test_bench_gpu_compares_the_cpu_with_itself_exactly(embedded_dataset):
-    result = bench_gpu(argparse.Namespace(device="cpu", images=64, epochs=1, tolerance=0.01))
+def test_bench_gpu_compares_the_cpu_with_itself_exactly(small_dataset):
+    result = bench_gpu(argparse.Namespace(device="cpu", images=32, epochs=1, tolerance=0.01, dataset=SMALL_SPEC))
     assert result["device"] == "cpu" and result["agree"]
     assert result["agreement"]["max_logit_diff"] < 1e-4 and result["agreement"]["same_prediction"] == 1.0
     assert result["agreement"]["heatmap_correlation"] > 0.9999
