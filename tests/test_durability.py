@@ -32,6 +32,7 @@ from backend.storage import AnnotationStore
 ws, dataset, concept, tag, shared, count, seed = sys.argv[1:8]
 shared, count, rng = json.loads(shared), int(count), random.Random(seed)
 store = AnnotationStore(ws)
+print("ready", flush=True)
 i = 0
 while count == 0 or i < count:
     sid = f"{tag}_{i}"
@@ -50,6 +51,7 @@ from backend.storage import AnnotationStore
 ws, dataset, seed = sys.argv[1:4]
 rng = random.Random(seed)
 store = AnnotationStore(ws)
+print("ready", flush=True)
 pool = [f"u{j}" for j in range(8)]
 while True:
     if rng.random() < 0.3:
@@ -73,12 +75,18 @@ def _spawn(script: str, *args: str) -> subprocess.Popen:
 
 
 def _kill_at_random(procs: list[subprocess.Popen], rng: random.Random) -> list[tuple[str, int]]:
-    """SIGKILL each process 0.2-1.5 s after it started; their (stdout, return code)."""
+    """SIGKILL each process 0.2-1.5 s after it is ready (its imports done, so that a slow machine does not shrink
+    the window of writes); their (stdout, return code)."""
+    for proc in procs:
+        proc.stdout.readline()  # "ready" ("" if it died first: the return code says so below)
     start = time.monotonic()
     for delay, proc in sorted(((rng.uniform(0.2, 1.5), p) for p in procs), key=lambda pair: pair[0]):
         time.sleep(max(0.0, start + delay - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
-    outputs = [(*proc.communicate(timeout=30), proc.returncode) for proc in procs]
+    outputs = []
+    for proc in procs:  # read through the file objects: communicate() would skip what readline() buffered
+        out, err = proc.stdout.read(), proc.stderr.read()
+        outputs.append((out, err, proc.wait(timeout=30)))
     assert all(code == -signal.SIGKILL for _, _, code in outputs), [err for _, err, _ in outputs]  # none crashed
     return [(out, code) for out, _, code in outputs]
 
