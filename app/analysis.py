@@ -98,7 +98,12 @@ def analysis_panel(
         st.button("Try again", key="analysis_restart", icon=":material/refresh:", on_click=_restart, args=(job,))
         return
     if record.status == "cancelled":
-        st.info(f"The analysis of {what} was cancelled; {ready:,} images have their predictions.")
+        kept = (
+            "its predictions are kept, and the heatmaps made so far"
+            if ready == total
+            else "a pass cut short is not resumed: starting it again predicts from the first image"
+        )
+        st.info(f"The analysis of {what} was cancelled; {kept}.")
         st.button(
             "Start it again", key="analysis_restart", icon=":material/play_arrow:", on_click=_restart, args=(job,)
         )

@@ -240,7 +240,10 @@ def _grid_order(page: _Page, filters: _Filters) -> np.ndarray:
     if key == "outlier":
         scores = _outlier_scores(page)
         if scores is None:
-            st.info("The heatmap outlier scores are being computed in the background; showing sample order until then.")
+            st.info(
+                "The heatmap outlier scores come from the split's background analysis (above) once it has made every "
+                "heatmap; showing sample order until then."
+            )
         else:
             order = order[np.argsort(-scores[order], kind="stable")]
     elif key == "cav":
