@@ -21,6 +21,7 @@ import torch.nn as nn
 from scipy.ndimage import binary_dilation, binary_fill_holes
 from zennit.composites import EpsilonAlpha2Beta1, EpsilonPlusFlat
 
+from backend.attribution.fast_rules import relayed
 from backend.attribution.masks import heatmap_masks, strongest_region
 from backend.data.views import SplitView
 from backend.errors import ConfigError
@@ -80,7 +81,8 @@ def lrp_context(model: LoadedModel, composite: str = "epsilon_plus_flat") -> Ite
         if make_canonizers is None:
             yield module
         else:
-            with _COMPOSITES[composite](canonizers=make_canonizers()).context(module) as modified:
+            rules = relayed(_COMPOSITES[composite](canonizers=make_canonizers()))
+            with rules.context(module) as modified:
                 yield modified
 
 

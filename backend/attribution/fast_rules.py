@@ -1,0 +1,108 @@
+"""zennit's LRP rules with the same numbers at about half the cost: what the composites in `lrp.py` hook into layers.
+
+zennit computes a rule in a backward hook placed after the layer's own backward, whose input gradient it then
+throws away, and it runs every branch of a rule even when that branch's input is all zeros (z+ and alpha-beta split
+the input into its positive and negative parts; after a ReLU the negative part is zero). `RelayedRule` wraps a
+zennit rule: the layer's output reaches the rest of the graph through a relay whose backward is the rule itself, so
+the layer's own backward never runs, and a branch whose input is all zeros and whose parameters carry no bias is
+skipped, since its output and its share of the relevance are exactly zero. On a ResNet-18 at 224 px this halves a
+heatmap's time on a CPU; the heatmaps are bit-for-bit those of zennit's hooks (tests/attribution/test_fast_rules.py).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from zennit.composites import LayerMapComposite
+from zennit.core import BasicHook, ParamMod, RemovableHandle, RemovableHandleList
+
+__all__ = ["RelayedRule", "relayed"]
+
+
+class _Relay(torch.autograd.Function):
+    """Forward: the layer's output, cut from the layer's own graph. Backward: the rule's relevance for its input."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, output: torch.Tensor, rule: RelayedRule, module: nn.Module) -> torch.Tensor:
+        ctx.rule, ctx.module = rule, module
+        ctx.save_for_backward(x)
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return ctx.rule.relevance(ctx.module, x, grad_output), None, None, None
+
+
+class RelayedRule(BasicHook):
+    """A zennit `BasicHook` rule (z+, flat, epsilon, alpha-beta, ...) computed through a relay (see the module doc)."""
+
+    def __init__(self, rule: BasicHook) -> None:
+        super().__init__(
+            input_modifiers=rule.input_modifiers,
+            param_modifiers=rule.param_modifiers,
+            output_modifiers=rule.output_modifiers,
+            gradient_mapper=rule.gradient_mapper,
+            reducer=rule.reducer,
+        )
+
+    def copy(self) -> RelayedRule:
+        return RelayedRule(self)
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._relay)])
+
+    def _relay(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        x = inputs[0]
+        if not self.active or not torch.is_grad_enabled() or not x.requires_grad:
+            return None
+        return _Relay.apply(x, output.detach(), self, module)
+
+    def relevance(self, module: nn.Module, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        """The rule's relevance for the layer's input `x`, given the relevance (gradient) arriving at its output."""
+        inputs, outputs, live = [], [], []
+        for in_mod, param_mod, out_mod in zip(self.input_modifiers, self.param_modifiers, self.output_modifiers):
+            modified_input = in_mod(x.detach())
+            param_mod = ParamMod.ensure(param_mod)
+            if _zero_branch(module, modified_input, param_mod):
+                inputs.append(modified_input)
+                outputs.append(torch.zeros_like(grad_output))
+                live.append(False)
+                continue
+            modified_input = modified_input.requires_grad_()
+            with param_mod(module) as modified, torch.enable_grad():
+                outputs.append(out_mod(modified.forward(modified_input)))
+            inputs.append(modified_input)
+            live.append(True)
+        grad_outputs = self.gradient_mapper(grad_output, outputs)
+        if isinstance(grad_outputs, torch.Tensor):  # single-branch rules (flat, epsilon) map to one tensor
+            grad_outputs = [grad_outputs]
+        computed = iter(())
+        if any(live):
+            with torch.enable_grad():
+                computed = iter(
+                    torch.autograd.grad(
+                        [o for o, keep in zip(outputs, live) if keep],
+                        [i for i, keep in zip(inputs, live) if keep],
+                        grad_outputs=[g for g, keep in zip(grad_outputs, live) if keep],
+                    )
+                )
+        # A skipped branch's input is all zeros: it stands in for its (zero) gradient in the reducer.
+        gradients = [next(computed) if keep else inp for inp, keep in zip(inputs, live)]
+        return self.reducer(inputs, gradients)
+
+
+def _zero_branch(module: nn.Module, modified_input: torch.Tensor, param_mod: ParamMod) -> bool:
+    """A branch whose output is exactly zero: an all-zero input through a layer whose bias the branch removes."""
+    bias = getattr(module, "bias", None)
+    zeroed = "bias" in (param_mod.zero_params or ()) and (param_mod.param_keys is None or "bias" in param_mod.param_keys)
+    return (bias is None or zeroed) and not bool(modified_input.any())
+
+
+def relayed(composite: LayerMapComposite) -> LayerMapComposite:
+    """`composite` with each of its `BasicHook` rules computed through a relay; other hooks (pass) stay as they are."""
+    for name in ("layer_map", "first_map"):
+        if hasattr(composite, name):
+            rules = getattr(composite, name)
+            setattr(composite, name, [(t, RelayedRule(r) if isinstance(r, BasicHook) else r) for t, r in rules])
+    return composite
