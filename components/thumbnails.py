@@ -18,7 +18,7 @@ def thumbnail_png(image: np.ndarray, heatmap: np.ndarray | None = None, look: st
         image = heatmap_colors(heatmap)
     elif look == "overlay" and heatmap is not None:
         image = overlay(image, heatmap)
-    return to_png(image, scale=max(1, width // image.shape[1]))
+    return to_png(image, scale=max(1, width // image.shape[1]), fast=True)
 
 
 def data_url(png: bytes) -> str:

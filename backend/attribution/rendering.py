@@ -88,13 +88,15 @@ def image_grid(images: Sequence[np.ndarray], columns: int = 8, pad: int = 2, bac
     return grid
 
 
-def to_png(image: np.ndarray, scale: int = 1) -> bytes:
-    """PNG bytes of a uint8 RGB(A) image, enlarged `scale` times with nearest neighbours (pixels stay crisp)."""
+def to_png(image: np.ndarray, scale: int = 1, fast: bool = False) -> bytes:
+    """PNG bytes of a uint8 RGB(A) image, enlarged `scale` times with nearest neighbours (pixels stay crisp).
+    `fast` compresses less: a 224-px heatmap encodes in ~5 ms instead of ~20 ms for ~10% more bytes (a page's
+    thumbnails, where 24 of them add up)."""
     picture = Image.fromarray(np.asarray(image))
     if scale > 1:
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format="PNG", compress_level=1 if fast else 6)
     return buffer.getvalue()
 
 

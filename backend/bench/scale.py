@@ -201,6 +201,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
     )
 
     memory.stage = "heatmaps"
+    _clear(workspace, "heatmaps", "outliers")  # the grid pages' heatmaps: every map of the stage is computed
     n_maps = min(args.heatmap_images or len(view), len(view))
     logits = collect_in_one_pass(model, view, dataset.dataset_id, wanted[:1], workspace=workspace)[wanted[0]].values
     predicted = np.asarray(logits).argmax(axis=1)
