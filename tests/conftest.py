@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,27 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def run_backend(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m backend ARGS` from the repository root, as a user would run it; output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-    )
+def run_backend(*args: str, timeout: float = 600, shell: bool = False) -> subprocess.CompletedProcess:
+    """`python -m backend ARGS` from the repository root; its exit code and output captured as text. By default
+    through `backend.cli.main` in this process, the function `python -m backend` calls, which spares each call the
+    ~7 s of importing torch, torchvision and scikit-learn again; `shell=True` starts `python -m backend` as a user
+    would (with `timeout`; in-process calls are bounded by the test's timeout)."""
+    command = [sys.executable, "-m", "backend", *args]
+    if shell:
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    from backend.cli import main
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors and --help
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
 
 
 # Small splits keep tests fast while exercising the same generator and planting as the default.

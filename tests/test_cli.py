@@ -37,7 +37,7 @@ def test_every_command_documents_itself(capsys):
 
 
 def test_help_from_the_shell():
-    done = run_backend("--help")
+    done = run_backend("--help", shell=True)
     assert done.returncode == 0 and "usage: python -m backend" in done.stdout and "cavs" in done.stdout
 
 

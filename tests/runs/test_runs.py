@@ -146,7 +146,7 @@ def test_executor_overhead_is_at_most_20_percent(tmp_path, workspace):
     run_correction_job(job, workspace=workspace)  # warm the caches both paths share
     command = ["correct", "--dataset", SMALL_SPEC, "--epochs", "5", "--device", "cpu", "--out", str(tmp_path / "cli")]
     start = time.perf_counter()
-    done = run_backend(*command, timeout=600)
+    done = run_backend(*command, timeout=600, shell=True)  # a process of its own, as the executor's worker
     direct = time.perf_counter() - start
     assert done.returncode == 0, done.stderr
     executor = LocalExecutor(workspace)
