@@ -5,6 +5,7 @@ This page's session keys start with `concepts_`."""
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -304,7 +305,19 @@ def _saved_cavs(context: Context, fit: ConceptFit | None) -> None:
 def _manage_saved(library, records) -> None:
     by_id = {r.id: r for r in records}
     m1, m2, m3, m4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
-    chosen = m1.selectbox("Saved CAV", list(by_id), key="concepts_saved", format_func=lambda i: by_id[i].name)
+    # The box is keyed by the names it shows: the browser keeps a box's old labels when only its labels change (a
+    # rename); the pick itself lives in `concepts_saved_id`.
+    names = zlib.crc32(repr(sorted((r.id, r.name) for r in records)).encode())
+    ids = list(by_id)
+    previous = st.session_state.get("concepts_saved_id")
+    chosen = m1.selectbox(
+        "Saved CAV",
+        ids,
+        index=ids.index(previous) if previous in by_id else 0,
+        key=f"concepts_saved_{names}",
+        format_func=lambda i: by_id[i].name,
+    )
+    st.session_state["concepts_saved_id"] = chosen
     record = by_id[chosen]
     new_name = m2.text_input("New name", value=record.name, key=f"concepts_rename_{chosen}")
     if m3.button("Rename", key="concepts_rename_button", disabled=new_name.strip() == record.name):

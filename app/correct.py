@@ -86,7 +86,7 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
     attacked = s3.selectbox(
         "Attacked class",
         [None, *classes],
-        key="correct_attacked_class",
+        key=f"correct_attacked_class_{default_class}",  # a new box when the default's label changes (see Concepts)
         format_func=lambda c: c or (f"the CAV's ({default_class})" if default_class else "inferred from the labels"),
         help="the class the artifact is tied to (TCAV follows its logit)",
     )

@@ -49,6 +49,9 @@ def render() -> None:
     _compare(store, shown)
 
 
+_PICKS = "runs_compare_picks"  # the runs picked for comparison, also those the filters hide right now
+
+
 def _label(row: dict) -> str:
     return f"{row['name']} ({row['run'][-6:]})"
 
@@ -61,12 +64,17 @@ def _compare(store, shown: list[dict]) -> None:
         return
     by_id = {r["run"]: r for r in shown}
     state = st.session_state
-    picked = [run_id for run_id in state.get("runs_compare", []) if run_id in by_id]
-    if "runs_compare" not in state or picked != state["runs_compare"]:
-        finished = [r["run"] for r in shown if r["status"] == "succeeded"]
-        state["runs_compare"] = picked or finished[:3]  # the newest finished runs until the user picks
+    if state.get(_PICKS) is None:  # the newest finished runs until the user picks
+        state[_PICKS] = [r["run"] for r in shown if r["status"] == "succeeded"][:3]
+    hidden = [run_id for run_id in state[_PICKS] if run_id not in by_id]  # picks a filter hides stay picked
+    state["runs_compare"] = [run_id for run_id in state[_PICKS] if run_id in by_id]
     picked = st.multiselect(
-        "Runs to compare", list(by_id), key="runs_compare", format_func=lambda i: _label(by_id[i]), max_selections=8
+        "Runs to compare",
+        list(by_id),
+        key="runs_compare",
+        format_func=lambda i: _label(by_id[i]),
+        max_selections=8,
+        on_change=lambda: state.__setitem__(_PICKS, hidden + state["runs_compare"]),
     )
     if not picked:
         st.caption("Pick runs above to compare their figures and loss curves.")

@@ -119,7 +119,9 @@ class RelayedRule(BasicHook):
 def _zero_branch(module: nn.Module, modified_input: torch.Tensor, param_mod: ParamMod) -> bool:
     """A branch whose output is exactly zero: an all-zero input through a layer whose bias the branch removes."""
     bias = getattr(module, "bias", None)
-    zeroed = "bias" in (param_mod.zero_params or ()) and (param_mod.param_keys is None or "bias" in param_mod.param_keys)
+    zeroed = "bias" in (param_mod.zero_params or ()) and (
+        param_mod.param_keys is None or "bias" in param_mod.param_keys
+    )
     return (bias is None or zeroed) and not bool(modified_input.any())
 
 
