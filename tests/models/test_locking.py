@@ -4,6 +4,7 @@ once must equal those computed one after the other (hooks and LRP rules change t
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from backend.attribution import class_heatmaps, view_batch
@@ -12,8 +13,17 @@ from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
 
 
-def test_concurrent_heatmaps_and_activations_equal_sequential_ones(small_dataset):
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the threads then interleave as on a busy server), restored afterwards: the
+    rest of the suite runs in this process."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_concurrent_heatmaps_and_activations_equal_sequential_ones(small_dataset, one_thread):
     model = load_checkpoint(DEFAULT_CHECKPOINT)
     view = small_dataset.split("train")
     x, _ = view_batch(view, range(16), model)
