@@ -70,3 +70,23 @@ def embedded_dataset(workspace):
     from backend.defaults import DEFAULT_DATASET
 
     return open_dataset(DEFAULT_DATASET, workspace)
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_workers(request):
+    """After a test with its own tmp_path, kill run workers still working in it (a test that failed midway can
+    leave a 100,000-epoch victim running, which would slow every later test)."""
+    folder = str(request.getfixturevalue("tmp_path")) if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None:
+        return
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"backend.runs.worker" in argv and any(a.decode(errors="replace").startswith(folder) for a in argv):
+            try:
+                os.kill(int(proc.name), 9)
+            except ProcessLookupError:
+                pass
