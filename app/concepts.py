@@ -307,14 +307,14 @@ def _manage_saved(library, records) -> None:
     m1, m2, m3, m4 = st.columns([2, 2, 1, 1], vertical_alignment="bottom")
     # The box is keyed by the names it shows: the browser keeps a box's old labels when only its labels change (a
     # rename); the pick itself lives in `concepts_saved_id`.
-    names = zlib.crc32(repr(sorted((r.id, r.name) for r in records)).encode())
+    labels = zlib.crc32(repr(sorted((r.id, r.name) for r in records)).encode())
     ids = list(by_id)
     previous = st.session_state.get("concepts_saved_id")
     chosen = m1.selectbox(
         "Saved CAV",
         ids,
         index=ids.index(previous) if previous in by_id else 0,
-        key=f"concepts_saved_{names}",
+        key=f"concepts_saved_{labels}",
         format_func=lambda i: by_id[i].name,
     )
     st.session_state["concepts_saved_id"] = chosen

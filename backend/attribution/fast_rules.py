@@ -35,33 +35,32 @@ class _Relay(torch.autograd.Function):
         return ctx.rule.relevance(ctx.module, x, grad_output), None, None, None
 
 
-def _relay(rule, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-    """The forward hook of a relayed rule: `output`, reaching the graph through the rule's relay when a gradient
-    (a heatmap) is on its way; untouched otherwise."""
-    x = inputs[0]
-    if not rule.active or not torch.is_grad_enabled() or not x.requires_grad:
-        return None
-    return _Relay.apply(x, output.detach(), rule, module)
+class _RelayedHook:
+    """What relayed rules share: registered as a forward hook that sends the layer's output through the relay."""
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._relay)])
+
+    def _relay(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """`output`, reaching the graph through the rule's relay when a gradient (a heatmap) is on its way."""
+        x = inputs[0]
+        if not self.active or not torch.is_grad_enabled() or not x.requires_grad:
+            return None
+        return _Relay.apply(x, output.detach(), self, module)
 
 
-class RelayedPass(Pass):
+class RelayedPass(_RelayedHook, Pass):
     """zennit's pass rule (relevance goes through an activation or an emptied batch norm unchanged) through a relay:
     no copy of the input, and the layer's own backward never runs."""
 
     def copy(self) -> RelayedPass:
         return RelayedPass()
 
-    def register(self, module: nn.Module) -> RemovableHandleList:
-        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._relay)])
-
-    def _relay(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        return _relay(self, module, inputs, output)
-
     def relevance(self, module: nn.Module, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
         return grad_output
 
 
-class RelayedRule(BasicHook):
+class RelayedRule(_RelayedHook, BasicHook):
     """A zennit `BasicHook` rule (z+, flat, epsilon, alpha-beta, ...) computed through a relay (see the module doc)."""
 
     def __init__(self, rule: BasicHook) -> None:
@@ -75,12 +74,6 @@ class RelayedRule(BasicHook):
 
     def copy(self) -> RelayedRule:
         return RelayedRule(self)
-
-    def register(self, module: nn.Module) -> RemovableHandleList:
-        return RemovableHandleList([RemovableHandle(self), module.register_forward_hook(self._relay)])
-
-    def _relay(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        return _relay(self, module, inputs, output)
 
     def relevance(self, module: nn.Module, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
         """The rule's relevance for the layer's input `x`, given the relevance (gradient) arriving at its output."""
