@@ -45,6 +45,7 @@ __all__ = [
 AttributionMethod = Literal["lrp", "gradient_x_input"]
 CompositeName = Literal["epsilon_plus_flat", "epsilon_alpha2_beta1"]
 _COMPOSITES = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_alpha2_beta1": EpsilonAlpha2Beta1}
+_EPSILON = 1e-6  # the composites' epsilon and stabilizer (zennit's defaults)
 # Pixels per LRP batch: the rules keep several copies of every activation for the backward pass (measured: a batch
 # of 64 at 224 px took ~3.8 GB with a ResNet-18, and larger batches are no faster on a CPU).
 _LRP_BATCH_PIXELS = 8 * 224 * 224
@@ -81,7 +82,8 @@ def lrp_context(model: LoadedModel, composite: str = "epsilon_plus_flat") -> Ite
         if make_canonizers is None:
             yield module
         else:
-            rules = relayed(_COMPOSITES[composite](canonizers=make_canonizers()))
+            made = _COMPOSITES[composite](epsilon=_EPSILON, stabilizer=_EPSILON, canonizers=make_canonizers())
+            rules = relayed(made, _EPSILON)
             with rules.context(module) as modified:
                 yield modified
 

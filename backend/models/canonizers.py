@@ -5,6 +5,7 @@ A canonizer rewrites a model into an equivalent form on which LRP rules are well
 batch norm merged into the preceding convolution, residual additions made explicit as `Sum` modules (so the Norm
 rule splits relevance between the branches), and the squeeze-excitation gate treated as a constant per-channel
 weight that passes relevance through unchanged (the "gate as weight" treatment of LRP for gated networks).
+Residual sums are `PairSum` modules: zennit's `Sum`, computed as one addition.
 """
 
 from __future__ import annotations
@@ -16,7 +17,30 @@ from zennit.canonizers import AttributeCanonizer, CompositeCanonizer, Sequential
 from zennit.layer import Sum
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
-__all__ = ["ExactMergeBatchNorm", "VGGCanonizer", "ResNetCanonizer", "EfficientNetCanonizer"]
+__all__ = ["ExactMergeBatchNorm", "PairSum", "VGGCanonizer", "ResNetCanonizer", "EfficientNetCanonizer"]
+
+
+class PairSum(Sum):
+    """zennit's `Sum` of a residual's two stacked branches as one addition, bit for bit the same: `torch.sum` over an
+    axis of length two is 6-15x slower than the addition on a CPU (measured at ResNet-18's sizes)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.shape[self.dim] != 2:
+            return super().forward(input)
+        return input.select(self.dim, 0) + input.select(self.dim, 1)
+
+
+class _PairSums(AttributeCanonizer):
+    """A zennit residual canonizer whose `Sum` modules are `PairSum`s."""
+
+    def __init__(self, canonizer: AttributeCanonizer) -> None:
+        def attribute_map(name, module):
+            attributes = canonizer.attribute_map(name, module)
+            if attributes and isinstance(attributes.get("canonizer_sum"), Sum):
+                attributes["canonizer_sum"] = PairSum(attributes["canonizer_sum"].dim)
+            return attributes
+
+        super().__init__(attribute_map)
 
 
 class ExactMergeBatchNorm(SequentialMergeBatchNorm):
@@ -41,7 +65,8 @@ class ResNetCanonizer(CompositeCanonizer):
     """Exact batch-norm merging and explicit residual sums for torchvision ResNets."""
 
     def __init__(self) -> None:
-        super().__init__((ExactMergeBatchNorm(), ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()))
+        residuals = (_PairSums(ResNetBottleneckCanonizer()), _PairSums(ResNetBasicBlockCanonizer()))
+        super().__init__((ExactMergeBatchNorm(), *residuals))
 
 
 class _GateAsWeight(torch.autograd.Function):
@@ -65,7 +90,7 @@ class _MBConvCanonizer(AttributeCanonizer):
     @classmethod
     def _attribute_map(cls, name, module):
         if isinstance(module, MBConv):
-            return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+            return {"forward": cls.forward.__get__(module), "canonizer_sum": PairSum()}
         return None
 
     @staticmethod
