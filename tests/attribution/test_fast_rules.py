@@ -77,3 +77,20 @@ def test_relayed_rules_leave_gradients_alone_outside_attribution():
     class_heatmaps(model, x)
     with eval_mode(model.module) as module, torch.no_grad():
         assert torch.equal(module(x), before)
+
+
+def test_pair_sums_add_as_zennits_sum_does():
+    """The residual sums the canonizers use are `torch.sum` over the stacked branches, bit for bit."""
+    from zennit.layer import Sum
+
+    from backend.models.canonizers import PairSum
+
+    torch.manual_seed(0)
+    branches = torch.randn(2, 4, 64, 14, 14)
+    branches[:, :, :8] = 0.0  # zeros and signed zeros where ReLU'd branches meet
+    branches[1, :, :4] = -0.0
+    stacked = torch.stack(list(branches), dim=-1)
+    assert torch.equal(PairSum()(stacked), Sum()(stacked))
+    assert torch.equal(torch.signbit(PairSum()(stacked)), torch.signbit(Sum()(stacked)))
+    three = torch.randn(4, 8, 3)
+    assert torch.equal(PairSum()(three), Sum()(three))  # not a pair: torch.sum itself
