@@ -16,7 +16,7 @@ from backend.storage.files import atomic_path
 __all__ = ["SynthDermDataset", "generate_split"]
 
 log = logging.getLogger(__name__)
-_MEMORY: dict[Path, np.ndarray] = {}
+_MEMORY: dict[str, np.ndarray] = {}
 _LOCK = threading.Lock()
 
 
@@ -52,21 +52,24 @@ class SynthDermDataset(ClarcDataset):
         self._cache_root = cache_root
 
     def _images(self, split: str, n: int) -> np.ndarray:
-        """All images of a split, generated on first use; shared in memory by datasets with the same cache file."""
+        """All images of a split, generated on first use. The file name says everything they depend on, so datasets
+        of any workspace share them in memory; each workspace keeps its own file for the processes it starts."""
         spec = self.spec
         name = f"v{SYNTHDERM_VERSION}-seed{spec.seed}-{spec.size}px-{split}-{n}.npy"
-        key = (self._cache_root or Path("<memory>")) / name
+        path = None if self._cache_root is None else self._cache_root / name
         with _LOCK:
-            if key in _MEMORY:
-                return _MEMORY[key]
-            images = None if self._cache_root is None else _read_cache(key, (n, spec.size, spec.size, 3))
+            images = _MEMORY.get(name)
+            stored = path is None or (images is not None and path.exists())
+            if images is None and path is not None:
+                images = _read_cache(path, (n, spec.size, spec.size, 3))
+                stored = images is not None
             if images is None:
                 log.info("generating %d SynthDerm %s images (%d px)", n, split, spec.size)
                 images = generate_split(spec.seed, split, n, spec.size)[0]
-                if self._cache_root is not None:
-                    with atomic_path(key) as tmp:  # a crash never leaves a half-written cache file
-                        np.save(tmp, images)
-            _MEMORY[key] = images
+            if not stored:
+                with atomic_path(path) as tmp:  # a crash never leaves a half-written cache file
+                    np.save(tmp, images)
+            _MEMORY[name] = images
             return images
 
     def _load_split(self, split: str) -> SplitData:

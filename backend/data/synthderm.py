@@ -135,6 +135,15 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(axis, axis, indexing="ij")
 
 
+def _squared_distances(size: int, cy: np.ndarray, cx: np.ndarray) -> np.ndarray:
+    """(len(cy), size, size): each pixel centre's squared distance from each point (cy, cx), as a row term plus a
+    column term: the same numbers as on the full grid, with a fraction of the work."""
+    yy, xx = _grid(size)
+    rows = (yy[None, :, 0] - cy[:, None]) ** 2
+    columns = (xx[None, 0, :] - cx[:, None]) ** 2
+    return rows[:, :, None] + columns[:, None, :]
+
+
 def _blend(image: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return image * (1 - alpha[..., None]) + colour * alpha[..., None]
 
@@ -208,7 +217,6 @@ def _dots(rng: np.random.Generator, p: LesionParams, size: int, centre: np.ndarr
     style = p.dot_style
     if p.n_dots == 0:
         return image
-    yy, xx = _grid(size)
     n = p.n_dots
     if style == 1:  # irregular, peripheral, of varying size
         rad = p.radius * rng.uniform(0.55, 1.05, n)
@@ -225,7 +233,7 @@ def _dots(rng: np.random.Generator, p: LesionParams, size: int, centre: np.ndarr
     angle = rng.uniform(0, 2 * np.pi, n)
     cy = centre[0] + rad * np.sin(angle)
     cx = centre[1] + rad * np.cos(angle)
-    d2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+    d2 = _squared_distances(size, cy, cx)
     alphas = np.exp(-d2 / (2 * sigma[:, None, None] ** 2)) * 0.9
     for alpha, colour in zip(alphas, colours):
         image = _blend(image, colour, alpha)
@@ -235,14 +243,13 @@ def _dots(rng: np.random.Generator, p: LesionParams, size: int, centre: np.ndarr
 def _hair(rng: np.random.Generator, size: int, image: np.ndarray) -> np.ndarray:
     if rng.random() > 0.35:
         return image
-    yy, xx = _grid(size)
     colour = _BLACK + rng.uniform(0, 0.15)
     width = rng.uniform(0.6, 1.1) * 2 / size
     for _ in range(int(rng.integers(1, 5))):
         p0, p1, p2 = rng.uniform(-1.2, 1.2, (3, 2))
         t = np.linspace(0, 1, 3 * size)[:, None]
         curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2  # quadratic Bezier, (3 * size, 2)
-        d2 = np.min((yy[None] - curve[:, 0, None, None]) ** 2 + (xx[None] - curve[:, 1, None, None]) ** 2, axis=0)
+        d2 = np.min(_squared_distances(size, curve[:, 0], curve[:, 1]), axis=0)
         alpha = 0.85 * np.exp(-d2 / (2 * width**2))
         image = _blend(image, colour, alpha)
     return image

@@ -108,3 +108,26 @@ def test_corrupt_cache_file_is_regenerated(tmp_path):
     embedded._MEMORY.clear()
     again = open_dataset("synthderm?n_train=8&n_val=2&n_test=2", tmp_path).split("train").image(3)
     assert np.array_equal(first, again)
+
+
+def test_a_new_workspace_gets_the_images_without_rendering_them_again(tmp_path, monkeypatch):
+    """Rendered images are shared in memory by name (they depend on nothing else), and every workspace still gets
+    its own cache file, which a corrupt copy does not survive."""
+    from backend.data import embedded
+
+    spec = "synthderm?n_train=8&n_val=2&n_test=2&seed=11"
+    first = open_dataset(spec, tmp_path / "a").split("train").image(5)
+
+    def no_rendering(*args):
+        raise AssertionError("rendered again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(embedded, "generate_split", no_rendering)
+        again = open_dataset(spec, tmp_path / "b").split("train").image(5)
+    assert np.array_equal(first, again)
+    cached = next((tmp_path / "b" / "cache" / "synthderm").glob("*train-8.npy"))
+    assert np.array_equal(np.load(cached)[5], first)
+    cached.write_bytes(b"not a numpy file")
+    embedded._MEMORY.clear()
+    assert np.array_equal(open_dataset(spec, tmp_path / "b").split("train").image(5), first)
+    assert np.array_equal(np.load(cached)[5], first)  # rewritten
