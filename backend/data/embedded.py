@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import sys
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +23,42 @@ __all__ = ["SynthDermDataset", "generate_split"]
 log = logging.getLogger(__name__)
 _MEMORY: dict[str, np.ndarray] = {}
 _LOCK = threading.Lock()
+_PARALLEL_FROM = 256  # images from which a split is rendered by helper processes
 
 
 def generate_split(seed: int, split: str, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Render `n` samples of a split: uint8 images (n, size, size, 3) and int64 labels (n,)."""
+    """Render `n` samples of a split: uint8 images (n, size, size, 3) and int64 labels (n,). A large split is
+    rendered by forked helper processes beside this one, one share per core (the same pixels: each image is a
+    pure function of its index); should a helper fail, this process renders its share itself."""
     labels = np.array([sample_label(seed, split, i) for i in range(n)], dtype=np.int64)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        images[i] = render_sample(seed, split, i, int(label), size)
+    shares = np.array_split(np.arange(n), _helpers(n) + 1)
+    if len(shares) == 1:
+        images[:] = _render(seed, split, 0, labels, size)
+        return images, labels
+    with ProcessPoolExecutor(len(shares) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_render, seed, split, int(s[0]), labels[s], size) for s in shares[1:]]
+        images[shares[0]] = _render(seed, split, 0, labels[shares[0]], size)
+        for share, future in zip(shares[1:], futures):
+            try:
+                images[share] = future.result()
+            except (BrokenProcessPool, OSError) as exc:
+                log.warning("a rendering helper failed (%s); rendering its share here", exc)
+                images[share] = _render(seed, split, int(share[0]), labels[share], size)
     return images, labels
+
+
+def _helpers(n: int) -> int:
+    """Forked helper processes for rendering `n` images: none for a small split (a fork costs more than it saves)
+    or where forking is unsafe (it is only safe on Linux), else one per further core, up to three."""
+    if n < _PARALLEL_FROM or sys.platform != "linux":
+        return 0
+    return min(len(os.sched_getaffinity(0)), 4) - 1
+
+
+def _render(seed: int, split: str, start: int, labels: np.ndarray, size: int) -> np.ndarray:
+    """Images start .. start + len(labels) - 1 of a split."""
+    return np.stack([render_sample(seed, split, start + i, int(label), size) for i, label in enumerate(labels)])
 
 
 def _read_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -1,10 +1,11 @@
 """The embedded generator: deterministic, stable ids, class evidence in the lesion, fast enough."""
 
+import os
 import time
 
 import numpy as np
 
-from backend.data import open_dataset
+from backend.data import embedded, open_dataset
 from backend.data.embedded import generate_split
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label, sample_params
 
@@ -68,3 +69,29 @@ def test_pixels_are_pinned():
     images = np.stack([render_sample(0, s, i, sample_label(0, s, i), 64) for s in ("train", "test") for i in range(40)])
     digest = hashlib.sha256(images.tobytes()).hexdigest()
     assert digest == "0f1d8af8594bd934d7129dcb3641828ec82c31a08ea48b32618f01b8d26b768f"
+
+
+_PARENT, _RENDER = os.getpid(), embedded._render
+
+
+def _dies_in_helpers(*args):
+    """`_render` in this process; a helper process dies at once."""
+    if os.getpid() != _PARENT:
+        os._exit(3)
+    return _RENDER(*args)
+
+
+def test_a_large_split_renders_in_helper_processes_to_the_same_pixels(monkeypatch, caplog):
+    """Helpers render shares of a large split: the same pixels as one process; a helper that dies costs nothing
+    but time (this process renders its share)."""
+    monkeypatch.setattr(embedded, "_helpers", lambda n: 2)
+    n = embedded._PARALLEL_FROM
+    labels = np.array([sample_label(5, "val", i) for i in range(n)])
+    serial = _RENDER(5, "val", 0, labels, 32)
+    parallel, parallel_labels = generate_split(5, "val", n, 32)
+    assert np.array_equal(parallel, serial) and np.array_equal(parallel_labels, labels)
+
+    monkeypatch.setattr(embedded, "_render", _dies_in_helpers)
+    again, _ = generate_split(5, "val", n, 32)
+    assert np.array_equal(again, serial)
+    assert "rendering helper failed" in caplog.text
