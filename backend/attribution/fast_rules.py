@@ -133,7 +133,7 @@ class RelayedQuotientRule(RelayedRule):
     def relevance(self, module: nn.Module, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
         x = x.detach()
         if self.splits_sign:
-            if bool(x.min() < 0):
+            if x.numel() and bool(x.min() < 0):
                 return super().relevance(module, x, grad_output)
             modified_input = x  # its own positive part: one reduction instead of two clamps and a test
         else:

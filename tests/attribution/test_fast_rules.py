@@ -66,6 +66,7 @@ def test_relayed_rules_reproduce_zennit(arch, size):
     reference = _zennit(model, x, EpsilonAlpha2Beta1, layer, cav)
     assert np.abs(reference).max() > 0
     np.testing.assert_array_equal(ours, reference)  # bit for bit
+    assert class_heatmaps(model, x[:0]).maps.shape == (0, size, size)  # an empty batch is no error
 
 
 def test_relayed_rules_leave_gradients_alone_outside_attribution():
