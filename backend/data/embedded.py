@@ -21,7 +21,8 @@ from backend.storage.files import atomic_path
 __all__ = ["SynthDermDataset", "generate_split"]
 
 log = logging.getLogger(__name__)
-_MEMORY: dict[str, np.ndarray] = {}
+_MEMORY: dict[str, np.ndarray] = {}  # rendered splits by cache file name
+_STORED: set[Path] = set()  # cache files this process has written or read
 _LOCK = threading.Lock()
 _PARALLEL_FROM = 256  # images from which a split is rendered by helper processes
 
@@ -91,6 +92,8 @@ class SynthDermDataset(ClarcDataset):
         path = None if self._cache_root is None else self._cache_root / name
         with _LOCK:
             images = _MEMORY.get(name)
+            if images is not None and (path is None or path in _STORED):
+                return images  # every image access comes here: no file system call
             stored = path is None or (images is not None and path.exists())
             if images is None and path is not None:
                 images = _read_cache(path, (n, spec.size, spec.size, 3))
@@ -102,6 +105,8 @@ class SynthDermDataset(ClarcDataset):
                 with atomic_path(path) as tmp:  # a crash never leaves a half-written cache file
                     np.save(tmp, images)
             _MEMORY[name] = images
+            if path is not None:
+                _STORED.add(path)
             return images
 
     def _load_split(self, split: str) -> SplitData:
