@@ -10,7 +10,7 @@ from backend.discovery.candidates import (
     reveal,
 )
 from backend.discovery.relevance import DiscoveryCancelled, LatentRelevances, latent_relevances
-from backend.discovery.spray import SpectralClusters, normalised_relevance, spectral_clusters
+from backend.discovery.spray import SpectralClusters, normalised_relevance, spectral_clusters, whitened
 
 __all__ = [
     "AtlasChannel",
@@ -25,4 +25,5 @@ __all__ = [
     "normalised_relevance",
     "reveal",
     "spectral_clusters",
+    "whitened",
 ]

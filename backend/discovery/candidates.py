@@ -8,14 +8,14 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import combinations
 from typing import Literal
 
 import numpy as np
-from scipy.cluster.hierarchy import linkage
 
 from backend.data.dataset import ClarcDataset
 from backend.discovery.relevance import DiscoveryCancelled, LatentRelevances, latent_relevances
-from backend.discovery.spray import SpectralClusters, normalised_relevance, spectral_clusters
+from backend.discovery.spray import SpectralClusters, normalised_relevance, spectral_clusters, whitened
 from backend.errors import ConfigError
 from backend.models import LoadedModel, get_layer
 from backend.options import check_choices, option
@@ -43,6 +43,11 @@ class RevealConfig:
     split: Literal["train", "val", "test"] = option("train", help="split whose samples are analysed")
     max_clusters: int = option(8, help="most clusters per class (the eigengap picks how many)")
     neighbors: int = option(10, help="neighbours per sample in the clustering graph")
+    whiten: float = option(
+        0.98,
+        help="share of the relevance variance whose principal components, scaled to unit variance, are "
+        "clustered when the class has two samples per channel or more (0: cluster the relevance shares as they are)",
+    )
     channels: int = option(8, help="channels per class in the concept atlas")
     references: int = option(8, help="reference images per candidate")
     min_size: int = option(5, help="smallest candidate, in samples")
@@ -53,6 +58,8 @@ class RevealConfig:
         for name in ("max_clusters", "neighbors", "channels", "references", "min_size"):
             if getattr(self, name) < (2 if name == "max_clusters" else 1):
                 raise ConfigError(f"{name} must be at least {2 if name == 'max_clusters' else 1}")
+        if not 0 <= self.whiten <= 1:
+            raise ConfigError(f"whiten must be between 0 and 1, got {self.whiten}")
 
 
 @dataclass(frozen=True)
@@ -146,11 +153,12 @@ def discover_class(
     )
     ids = tuple(view.sample_ids[i] for i in members)
     features = normalised_relevance(found.relevance)
-    clusters = spectral_clusters(features, max_clusters=config.max_clusters, n_neighbors=config.neighbors)
+    graph_space = _graph_space(features, config.whiten)
+    clusters = spectral_clusters(graph_space, max_clusters=config.max_clusters, n_neighbors=config.neighbors)
     atlas = _atlas(found, features, ids, config)
     proposals = [
         _cluster_candidate(found, features, np.isin(clusters.labels, group), key, config)
-        for key, group in _cluster_groups(features, clusters)
+        for key, group in _cluster_groups(graph_space, clusters)
     ]
     proposals += [_channel_candidate(found, features, a.channel, config) for a in atlas]
     kept = [p for p in proposals if p is not None and config.min_size <= p["n"] and p["share"] < 0.5]
@@ -195,15 +203,38 @@ def reveal(
     return found
 
 
-def _cluster_groups(features: np.ndarray, clusters: SpectralClusters) -> list[tuple[str, tuple[int, ...]]]:
-    """The spectral clusters and the unions a Ward tree over their mean relevances builds: one shortcut often
-    splits into neighbouring clusters (a ruler on the left and at the top), and a union holds all of it."""
-    groups = [(c,) for c in range(clusters.n_clusters)]
-    if clusters.n_clusters > 2:
-        centres = np.stack([features[clusters.labels == c].mean(axis=0) for c in range(clusters.n_clusters)])
-        for a, b, _, _ in linkage(centres, "ward")[:-1]:  # the last merge is the whole class
-            groups.append(tuple(sorted(groups[int(a)] + groups[int(b)])))
+def _graph_space(features: np.ndarray, whiten: float) -> np.ndarray:
+    """Where the clustering graph is built: the whitened relevances when the class has at least two samples per
+    channel; with fewer, the covariance's small eigenvalues are mostly noise, which whitening would blow up (on 140
+    melanomas of 128 channels it cost the planted marker's cluster a quarter of its precision)."""
+    return whitened(features, whiten) if whiten and len(features) >= 2 * features.shape[1] else features
+
+
+def _cluster_groups(space: np.ndarray, clusters: SpectralClusters) -> list[tuple[str, tuple[int, ...]]]:
+    """The spectral clusters and the unions that Ward's criterion builds from them in the clustering's `space`: one
+    shortcut often splits into neighbouring clusters (a ruler on the left and at the top), and a union holds all of
+    it. Merges weigh the clusters' sizes, so small clusters join each other before they join the class's main mode.
+    When one cluster holds half the class or more (its main mode), everything off it is a group too."""
+    labels, n = clusters.labels, clusters.n_clusters
+    sizes = np.bincount(labels, minlength=n)
+    groups = [(c,) for c in range(n)]
+    live = {(c,): (space[labels == c].mean(axis=0), int(sizes[c])) for c in range(n)}
+    while len(live) > 2:  # the last merge would be the whole class
+        a, b = min(combinations(live, 2), key=lambda pair: _ward_cost(*live[pair[0]], *live[pair[1]]))
+        (centre_a, n_a), (centre_b, n_b) = live.pop(a), live.pop(b)
+        merged = tuple(sorted(a + b))
+        live[merged] = ((centre_a * n_a + centre_b * n_b) / (n_a + n_b), n_a + n_b)
+        groups.append(merged)
+    main = int(np.argmax(sizes))
+    off_main = tuple(c for c in range(n) if c != main)
+    if 2 * sizes[main] >= len(labels) and len(off_main) > 1 and off_main not in groups:
+        groups.append(off_main)
     return [(_group_key(g), g) for g in groups]
+
+
+def _ward_cost(centre_a: np.ndarray, n_a: int, centre_b: np.ndarray, n_b: int) -> float:
+    """The growth of the within-cluster sum of squares when two clusters merge."""
+    return n_a * n_b / (n_a + n_b) * float(np.sum((centre_a - centre_b) ** 2))
 
 
 def _group_key(group: tuple[int, ...]) -> str:

@@ -14,7 +14,7 @@ from sklearn.neighbors import kneighbors_graph
 
 from backend.errors import ConfigError
 
-__all__ = ["SpectralClusters", "normalised_relevance", "spectral_clusters"]
+__all__ = ["SpectralClusters", "normalised_relevance", "spectral_clusters", "whitened"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,22 @@ def normalised_relevance(relevance: np.ndarray) -> np.ndarray:
     relevance = np.asarray(relevance, dtype=np.float64)
     norms = np.abs(relevance).sum(axis=1, keepdims=True)
     return np.divide(relevance, norms, out=np.zeros_like(relevance), where=norms > 0)
+
+
+def whitened(features: np.ndarray, variance: float = 0.98) -> np.ndarray:
+    """The principal components of `features` (N, D) that hold `variance` of their total variance, each scaled to
+    unit variance. A class's relevances vary most along its main reasons (how much lesion, how confident); a shortcut
+    often lives in a direction of small variance, which a Euclidean neighbour graph would drown out. Dropping the
+    last components keeps whitening from blowing up noise."""
+    features = np.asarray(features, dtype=np.float64)
+    centred = features - features.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    power = s**2
+    if power.sum() <= 0:
+        return centred
+    k = int(np.searchsorted(np.cumsum(power) / power.sum(), variance) + 1)
+    kept = power[:k] > power[0] * 1e-12  # components of no variance stay out: they would be scaled from zero
+    return u[:, :k][:, kept] * np.sqrt(len(features))
 
 
 def spectral_clusters(

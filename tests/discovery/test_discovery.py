@@ -15,12 +15,14 @@ from backend.defaults import DEFAULT_CHECKPOINT
 from backend.discovery import (
     DiscoveryCancelled,
     RevealConfig,
+    SpectralClusters,
     discover_class,
     latent_relevances,
     normalised_relevance,
     spectral_clusters,
+    whitened,
 )
-from backend.discovery.candidates import _otsu
+from backend.discovery.candidates import _cluster_groups, _otsu
 from backend.errors import ConfigError
 from backend.evaluation import predict_logits
 from backend.models import load_checkpoint
@@ -45,6 +47,39 @@ def test_spectral_clustering_finds_three_groups_and_their_number():
         assert len(set(found.labels[truth == k])) == 1
     assert found.embedding.shape == (len(truth), 2)
     assert found.eigengap > 0.1
+
+
+def test_whitening_lets_the_clustering_see_a_group_set_apart_along_a_direction_of_small_variance():
+    # Two directions of large variance (the class's main reasons) and a group of 30% shifted along a third, small one:
+    # a Euclidean neighbour graph follows the large directions; whitened, the shift splits the class.
+    rng = np.random.default_rng(0)
+    truth = rng.random(300) < 0.3
+    features = rng.normal(scale=0.2, size=(300, 24))
+    features[:, :2] = rng.normal(scale=4.0, size=(300, 2))
+    features[:, 2] += 2.0 * truth
+
+    def best_precision(labels):  # of the clusters holding half the group or more
+        halves = [truth[labels == c].mean() for c in set(labels) if (truth & (labels == c)).sum() >= truth.sum() / 2]
+        return max(halves, default=0.0)
+
+    assert best_precision(spectral_clusters(features).labels) < 0.6
+    space = whitened(features)
+    assert space.shape[1] < features.shape[1]  # the components of the last 2% of variance are dropped
+    np.testing.assert_allclose(space.std(axis=0), 1.0)
+    found = spectral_clusters(space)
+    assert best_precision(found.labels) > 0.95
+
+
+def test_cluster_unions_weigh_sizes_and_include_everything_off_the_main_mode():
+    # A main mode of 200 and three clusters of 30: the two near each other (1, 2) are one union although 1 is nearer
+    # the main mode's centre than to 2; 1, 2 and 3 together are everything off the main mode.
+    centres = np.array([[0.0, 0.0], [2.5, 0.0], [2.5, 3.0], [-8.0, 0.0]])
+    labels = np.repeat(np.arange(4), [200, 30, 30, 30])
+    clusters = SpectralClusters(labels, np.zeros(5), 4, 0.1, np.zeros((len(labels), 2)))
+    groups = dict(_cluster_groups(centres[labels], clusters))
+    assert (1, 2) in groups.values() and (0, 1) not in groups.values()
+    assert groups["clusters 2+3+4"] == (1, 2, 3)
+    assert len(set(groups.values())) == len(groups)
 
 
 def test_otsu_splits_a_bimodal_sample_between_its_modes():
