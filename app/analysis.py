@@ -87,15 +87,17 @@ def analysis_panel(
     total: int,
     count_ready: Callable[[], int],
     note: str | None = None,
+    key: str = "analysis",
 ) -> None:
     """The job's state: progress and Cancel while it runs (the page reruns when every prediction or the whole job is
         done), its error or cancellation with a button to start again. `ready` of `total` images had predictions when
         the page rendered; `count_ready()` says how many have them now. Explore's grid shows the images predicted so
-    far; another page says in `note` what it shows once the job is done."""
+    far; another page says in `note` what it shows once the job is done. `key` prefixes the widgets' keys, so a
+    second panel can show beside the split's own."""
     what = f"the {job.split} split ({total:,} images)"
     if record.status == "failed":
         st.error(f"The analysis of {what} failed: {record.error}")
-        st.button("Try again", key="analysis_restart", icon=":material/refresh:", on_click=_restart, args=(job,))
+        st.button("Try again", key=f"{key}_restart", icon=":material/refresh:", on_click=_restart, args=(job,))
         return
     if record.status == "cancelled":
         kept = (
@@ -104,14 +106,14 @@ def analysis_panel(
             else "a pass cut short is not resumed: starting it again predicts from the first image"
         )
         st.info(f"The analysis of {what} was cancelled; {kept}.")
-        st.button(
-            "Start it again", key="analysis_restart", icon=":material/play_arrow:", on_click=_restart, args=(job,)
-        )
+        st.button("Start it again", key=f"{key}_restart", icon=":material/play_arrow:", on_click=_restart, args=(job,))
         return
-    st.fragment(run_every=1.0)(_watch)(what, record.id, ready, total, count_ready, note)
+    st.fragment(run_every=1.0)(_watch)(what, record.id, ready, total, count_ready, note, key)
 
 
-def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable[[], int], note: str | None) -> None:
+def _watch(
+    what: str, run_id: str, ready: int, total: int, count_ready: Callable[[], int], note: str | None, key: str
+) -> None:
     runs = executor()
     record = runs.store.get(run_id)
     if record.looks_dead(time.time()):
@@ -123,7 +125,7 @@ def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable
         message = record.message if record.status == "running" else "waiting for a worker process…"
         st.progress(min(max(record.progress, 0.0), 1.0), text=f"Analysing {what}: {message}")
         c1, c2 = st.columns([1, 4], vertical_alignment="center")
-        c1.button("Cancel", key="analysis_cancel", icon=":material/stop:", on_click=runs.cancel, args=(run_id,))
+        c1.button("Cancel", key=f"{key}_cancel", icon=":material/stop:", on_click=runs.cancel, args=(run_id,))
         on_grid = note is None
         shown = f"The grid shows the {ready:,} images predicted when the page loaded. " if 0 < ready < total else ""
         note = note or "Sorting by heatmap outlier score comes when the heatmaps are done."
@@ -131,5 +133,5 @@ def _watch(what: str, run_id: str, ready: int, total: int, count_ready: Callable
             f"{shown if on_grid else ''}It runs in a worker process: keep working, leave the page or close the "
             f"browser. {note}"
         )
-        if on_grid and ready < total and c2.button("Show the images predicted since", key="analysis_refresh"):
+        if on_grid and ready < total and c2.button("Show the images predicted since", key=f"{key}_refresh"):
             st.rerun(scope="app")

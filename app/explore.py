@@ -22,11 +22,13 @@ from app.resources import (
     outlier_scores,
     predictions,
     predictions_ready,
+    stored_embedding,
     stored_outliers,
 )
 from backend.data import SPLITS, SplitView
 from backend.errors import ClarcError
 from backend.evaluation import Predictions
+from backend.runs import AnalysisJob
 from components.plots import embedding_scatter, selected_rows
 from components.sample_grid import LABEL_NAMES, Tile, pick_key, sample_grid
 from components.thumbnails import data_url, thumbnail_png
@@ -333,7 +335,13 @@ def _embedding(page: _Page) -> None:
         st.info("The heatmap embedding needs every image's heatmap: it is offered once the analysis has made them all.")
         return
     try:
-        points = embedding(context.model, context.dataset, context.layer, source, method, view.split)
+        if page.background:  # a large split's map is made by an analysis job; the page shows its progress
+            points = stored_embedding(context.model, context.dataset, context.layer, source, method, view.split)
+            if points is None:
+                _embedding_job(page, source, method)
+                return
+        else:
+            points = embedding(context.model, context.dataset, context.layer, source, method, view.split)
     except ClarcError as exc:
         st.error(str(exc))
         st.stop()
@@ -354,6 +362,22 @@ def _embedding(page: _Page) -> None:
         st.caption("Draw a lasso or a box around a cluster to review its images and label them.")
         return
     _checklist(page, chosen)
+
+
+def _embedding_job(page: _Page, source: str, method: str) -> None:
+    """The analysis job that maps a large split (PCA and t-SNE of 20,000 images take seconds to minutes), with its
+    progress beside the split's own analysis."""
+    context, n = page.context, len(page.view)
+    job = AnalysisJob(
+        checkpoint=context.checkpoint,
+        dataset=context.spec,
+        split=page.view.split,
+        layers=(context.layer,),
+        heatmaps=source == "heatmaps",
+        embeddings=(f"{source}/{method}",),
+    )
+    note = "The map shows here when it is done; the grid works meanwhile."
+    analysis_panel(job, started_analysis(job), n, n, lambda: n, note=note, key="embedding_job")
 
 
 CHECKLIST_MAX = 1000  # rows a lasso's checklist lists (thumbnails included); a larger selection is refused

@@ -13,7 +13,6 @@ from backend.attribution import (
     class_heatmaps,
     concept_heatmaps,
     image_batch,
-    split_heatmap_features,
     split_outlier_scores,
     stored_outlier_scores,
     view_batch,
@@ -25,12 +24,11 @@ from backend.concepts import (
     cached_activations,
     divergence,
     fit_concept,
-    project_embedding,
 )
 from backend.data import ClarcDataset, open_dataset
 from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
-from backend.runs import LocalExecutor, load_examples
+from backend.runs import LocalExecutor, load_examples, split_embedding
 from backend.storage import AnnotationStore
 
 EXPLORE_SPLIT = "train"  # CAVs and corrections use the training split; Explore can show and annotate any split
@@ -131,12 +129,17 @@ def activations(
 def embedding(
     model: LoadedModel, dataset: ClarcDataset, layer: str, source: str, method: str, split: str = EXPLORE_SPLIT
 ) -> np.ndarray:
-    """2-D projection of every sample's activations (`source` "activations") or heatmaps ("heatmaps")."""
-    if source == "activations":
-        features = activations(model, dataset, layer, "max", split)
-    else:
-        features = split_heatmap_features(model, dataset.split(split), dataset.dataset_id)
-    return project_embedding(features, method)
+    """2-D map of every sample's activations (`source` "activations") or heatmaps ("heatmaps"), computed here if
+    not stored (a small split's)."""
+    return split_embedding(model, dataset.split(split), dataset.dataset_id, layer, source, method)
+
+
+def stored_embedding(
+    model: LoadedModel, dataset: ClarcDataset, layer: str, source: str, method: str, split: str = EXPLORE_SPLIT
+) -> np.ndarray | None:
+    """The 2-D map an analysis job stored for a large split (None until it has); a file read."""
+    view = dataset.split(split)
+    return split_embedding(model, view, dataset.dataset_id, layer, source, method, stored_only=True)
 
 
 @st.cache_data(

@@ -9,6 +9,8 @@ timings; nothing is downloaded), and works in its own workspace under the folder
   single_pass                 logits and the default layer max-, mean-pooled and full, in one forward pass
   grid page                   a grid page of 24 in Explore's heatmap view: its heatmaps computed (the server's first
                               page, with the kernels' warm-up, apart), then read back
+  embedding_pca / _tsne       2-D maps of the default layer's max-pooled activations, as Explore's embedding asks
+                              an analysis job for them (t-SNE maps 3,000 images and places the rest: not extrapolated)
   heatmaps, outlier_scores    LRP heatmaps of the split (or its first `--heatmap-images`) and their outlier scores
   correction                  RR-ClArC, one epoch, CAV fitted from the ruler labels, no attacked test set
 `separate_vs_single_pass` times the same four entries as one forward pass each against one pass, on the first
@@ -42,7 +44,7 @@ from backend.data import open_dataset
 from backend.evaluation import AttackConfig
 from backend.models import build_model, get_architecture, load_checkpoint, save_checkpoint
 from backend.models.checkpoint import ModelMeta
-from backend.runs import CorrectionJob, analysis_wanted, run_correction_job
+from backend.runs import CorrectionJob, analysis_wanted, run_correction_job, split_embedding
 from backend.storage import WORKSPACE_ENV, resolve_workspace
 from backend.storage.paths import ROOTS_ENV
 
@@ -194,6 +196,17 @@ def bench_scale(args: argparse.Namespace) -> dict:
         f"single pass ({', '.join(f'{layer}/{pooling}' for layer, pooling in wanted)}): {seconds['single_pass']:.1f} s"
     )
 
+    for method in ("pca", "tsne"):
+        memory.stage = f"embedding_{method}"
+        start = time.perf_counter()
+        split_embedding(
+            model, view, dataset.dataset_id, model.default_layer, "activations", method, workspace=workspace
+        )
+        seconds[memory.stage], images[memory.stage] = time.perf_counter() - start, len(view)
+    print(
+        f"embedding of the activations: PCA {seconds['embedding_pca']:.1f} s, t-SNE {seconds['embedding_tsne']:.1f} s"
+    )
+
     grid = _app_latency("grid", checkpoint, spec, workspace, root)
     print(
         f"a grid page of 24 with heatmaps: {grid['grid_page_s']:.2f} s ({grid['grid_page_first_s']:.2f} s for the "
@@ -237,6 +250,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
     extrapolated = {
         stage: ms / 1000 * (ISIC_2019_IMAGES if stage == "write_folder" else train_2019)
         for stage, ms in per_image_ms.items()
+        if stage != "embedding_tsne"  # subsampled beyond 3,000 images: not linear in them
     }
     by_stage = memory.stop()
     by_process = {"stages": _peak_rss_mb(), "app_first_render": first["peak_rss_mb"], "app_grid": grid["peak_rss_mb"]}

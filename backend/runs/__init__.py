@@ -2,7 +2,15 @@
 activations, heatmaps of a split) executed in the background, persisted in the workspace's SQLite run store, on
 local worker processes or a Ray cluster, alone or as sweeps."""
 
-from backend.runs.analysis import ANALYSIS_KIND, AnalysisCancelled, AnalysisJob, analysis_wanted, run_analysis_job
+from backend.runs.analysis import (
+    ANALYSIS_KIND,
+    EMBEDDINGS,
+    AnalysisCancelled,
+    AnalysisJob,
+    analysis_wanted,
+    run_analysis_job,
+    split_embedding,
+)
 from backend.runs.compare import FILTERS, concept_rows, filter_rows, loss_histories, run_rows
 from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
@@ -14,11 +22,13 @@ from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summa
 
 __all__ = [
     "ANALYSIS_KIND",
+    "EMBEDDINGS",
     "AnalysisCancelled",
     "AnalysisJob",
     "RUN_KINDS",
     "analysis_wanted",
     "run_analysis_job",
+    "split_embedding",
     "CorrectionJob",
     "ExtraConcept",
     "FILTERS",

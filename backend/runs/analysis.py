@@ -1,9 +1,10 @@
 """Analysis jobs: the long work a page needs over a whole split (predictions, a layer's activations, every LRP
-heatmap and their outlier scores), run in the background through the same run store and executors as corrections.
+heatmap and their outlier scores, 2-D embeddings), run in the background through the same run store and executors as
+corrections.
 
 One forward pass collects the logits with the layers' max- and mean-pooled activations (and full maps when asked);
-heatmaps follow, then the outlier scores. Everything lands in the workspace caches the pages read, so a page shows
-the job's progress and works with what is ready instead of blocking.
+heatmaps follow, then the outlier scores, then the embeddings asked for. Everything lands in the workspace caches the
+pages read, so a page shows the job's progress and works with what is ready instead of blocking.
 """
 
 from __future__ import annotations
@@ -15,18 +16,30 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from backend.attribution import cached_heatmaps, cached_outlier_scores
-from backend.concepts import collect_in_one_pass
-from backend.data import SPLITS, open_dataset
+from backend.attribution import cached_heatmaps, cached_outlier_scores, split_heatmap_features
+from backend.attribution.heatmap_cache import heatmap_cache_key
+from backend.concepts import cached_activations, collect_in_one_pass, project_embedding
+from backend.data import SPLITS, SplitView, open_dataset
 from backend.device import resolve_device
 from backend.errors import Cancelled, ConfigError
-from backend.models import load_checkpoint
+from backend.models import LoadedModel, load_checkpoint
 from backend.progress import ProgressCallback, ProgressEvent
+from backend.storage import atomic_path, cache_dir, cache_key
 
-__all__ = ["ANALYSIS_KIND", "AnalysisCancelled", "AnalysisJob", "analysis_wanted", "run_analysis_job"]
+__all__ = [
+    "ANALYSIS_KIND",
+    "EMBEDDINGS",
+    "AnalysisCancelled",
+    "AnalysisJob",
+    "analysis_wanted",
+    "run_analysis_job",
+    "split_embedding",
+]
 
 ANALYSIS_KIND = "analysis"  # the run store's `kind` of these jobs
 _HEATMAP_CHUNK = 64  # samples per heatmap step: bounds memory and paces progress and cancellation
+EMBEDDINGS = ("activations/pca", "activations/tsne", "heatmaps/pca", "heatmaps/tsne")  # SOURCE/METHOD
+_EMBEDDING_VERSION = 1  # bump when project_embedding's numbers change: stored maps are then recomputed
 
 
 class AnalysisCancelled(Cancelled):
@@ -36,7 +49,8 @@ class AnalysisCancelled(Cancelled):
 @dataclass(frozen=True)
 class AnalysisJob:
     """What to analyse: a split of `dataset` under the model at `checkpoint`. `layers` get max- and mean-pooled
-    activations (and full maps with `full_maps`); `heatmaps` adds every sample's LRP heatmap and the outlier scores."""
+    activations (and full maps with `full_maps`); `heatmaps` adds every sample's LRP heatmap and the outlier scores;
+    `embeddings` (entries of EMBEDDINGS) are 2-D maps of the first layer's activations or of the heatmaps."""
 
     checkpoint: str
     dataset: str
@@ -44,6 +58,7 @@ class AnalysisJob:
     layers: tuple[str, ...] = ()
     full_maps: bool = False
     heatmaps: bool = True
+    embeddings: tuple[str, ...] = ()
     device: str = "auto"
     batch_size: int = 64
 
@@ -52,17 +67,21 @@ class AnalysisJob:
             raise ConfigError(f"unknown split {self.split!r}; choose one of {SPLITS}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        unknown = [e for e in self.embeddings if e not in EMBEDDINGS]
+        if unknown:
+            raise ConfigError(f"unknown embedding {unknown[0]!r}; choose from {', '.join(EMBEDDINGS)}")
 
     def to_dict(self) -> dict:
         """The job as it reads back from the run store (JSON: lists, not tuples), so configs compare equal."""
-        return asdict(self) | {"layers": list(self.layers)}
+        return asdict(self) | {"layers": list(self.layers), "embeddings": list(self.embeddings)}
 
     @classmethod
     def from_dict(cls, data: dict) -> AnalysisJob:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"unknown analysis job fields: {', '.join(unknown)}")
-        return cls(**(dict(data) | {"layers": tuple(data.get("layers", ()))}))
+        tuples = {"layers": tuple(data.get("layers", ())), "embeddings": tuple(data.get("embeddings", ()))}
+        return cls(**(dict(data) | tuples))
 
 
 def analysis_wanted(model, layers: tuple[str, ...], full_maps: bool) -> list[tuple[str, str]]:
@@ -79,23 +98,26 @@ def run_analysis_job(
     cancel: threading.Event | None = None,
 ) -> dict:
     """Run every stage of `job`, skipping what the caches already hold; returns seconds per stage and the counts.
-    Progress: the pass is the first 30% (all of it without heatmaps), heatmaps the rest."""
+    Progress: the pass is the first 30% when heatmaps follow (half when only embeddings do, all of it alone), the
+    heatmaps most of the rest, the outlier scores and the embeddings the end."""
     seconds: dict[str, float] = {}
     model = load_checkpoint(job.checkpoint)
     dataset = open_dataset(job.dataset, workspace)
     view = dataset.split(job.split)
     model.module.to(resolve_device(job.device))
     layers = job.layers or (model.default_layer,)
-    share = 0.3 if job.heatmaps else 1.0
+    bounds = _stage_bounds(job)
 
-    def report(stage: str, low: float, high: float, message: str):
+    def report(stage: str, message: str):
+        low, high = bounds[stage]
+
         def on_event(event: ProgressEvent) -> None:
             if cancel is not None and cancel.is_set():
                 raise AnalysisCancelled(f"cancelled during {stage}")
             if on_progress:
                 done = event.metrics.get("samples", event.step)
                 overall = low + (high - low) * event.fraction
-                words = f"{message}: {done:,} of {len(view):,} images"
+                words = event.message or f"{message}: {done:,} of {len(view):,} images"
                 on_progress(ProgressEvent(stage, event.step, event.total, {"samples": done}, words, overall))
 
         return on_event
@@ -108,30 +130,104 @@ def run_analysis_job(
         analysis_wanted(model, layers, job.full_maps),
         workspace=workspace,
         batch_size=job.batch_size,
-        on_progress=report("predictions", 0.0, share, f"predictions and activations of {', '.join(layers)}"),
+        on_progress=report("predictions", f"predictions and activations of {', '.join(layers)}"),
         cancel=cancel,
     )
     seconds["single_pass"] = time.perf_counter() - start
     result = {"images": len(view), "split": job.split, "layers": list(layers), "seconds": seconds}
-    if not job.heatmaps:
-        return result
-    logits = np.asarray(found[(model.output_layer(), "none")].values)
-    predicted = logits.argmax(axis=1)
-    start = time.perf_counter()
-    on_heatmaps = report("heatmaps", share, 0.95, "LRP heatmaps of every image")
-    chunks = [np.arange(i, min(i + _HEATMAP_CHUNK, len(view))) for i in range(0, len(view), _HEATMAP_CHUNK)]
-    for step, chunk in enumerate(chunks, start=1):
-        cached_heatmaps(model, view, dataset.dataset_id, chunk, workspace=workspace, batch_size=job.batch_size)
-        on_heatmaps(ProgressEvent("heatmaps", step, len(chunks), {"samples": int(chunk[-1]) + 1}))
-    seconds["heatmaps"] = time.perf_counter() - start
-    start = time.perf_counter()
-    cached_outlier_scores(
-        model,
-        view,
-        dataset.dataset_id,
-        predicted,
-        workspace=workspace,
-        on_progress=report("outlier scores", 0.95, 1.0, "heatmap outlier scores"),
-    )
-    seconds["outlier_scores"] = time.perf_counter() - start
+    if job.heatmaps:
+        logits = np.asarray(found[(model.output_layer(), "none")].values)
+        start = time.perf_counter()
+        on_heatmaps = report("heatmaps", "LRP heatmaps of every image")
+        chunks = [np.arange(i, min(i + _HEATMAP_CHUNK, len(view))) for i in range(0, len(view), _HEATMAP_CHUNK)]
+        for step, chunk in enumerate(chunks, start=1):
+            cached_heatmaps(model, view, dataset.dataset_id, chunk, workspace=workspace, batch_size=job.batch_size)
+            on_heatmaps(ProgressEvent("heatmaps", step, len(chunks), {"samples": int(chunk[-1]) + 1}))
+        seconds["heatmaps"] = time.perf_counter() - start
+        start = time.perf_counter()
+        cached_outlier_scores(
+            model,
+            view,
+            dataset.dataset_id,
+            logits.argmax(axis=1),
+            workspace=workspace,
+            on_progress=report("outlier scores", "heatmap outlier scores"),
+        )
+        seconds["outlier_scores"] = time.perf_counter() - start
+    if job.embeddings:
+        start = time.perf_counter()
+        on_embedding = report("embeddings", "2-D maps")
+        for step, entry in enumerate(job.embeddings):
+            source, method = entry.split("/")
+            what = f"{_METHOD_NAMES[method]} of the {_source_name(source, layers[0])}"
+            on_embedding(
+                ProgressEvent(
+                    "embeddings", step, len(job.embeddings), {}, f"{what} (map {step + 1} of {len(job.embeddings)})"
+                )
+            )
+            split_embedding(model, view, dataset.dataset_id, layers[0], source, method, workspace=workspace)
+        seconds["embeddings"] = time.perf_counter() - start
     return result
+
+
+_METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
+
+
+def _source_name(source: str, layer: str) -> str:
+    return f"activations of {layer}" if source == "activations" else "heatmaps"
+
+
+def _stage_bounds(job: AnalysisJob) -> dict[str, tuple[float, float]]:
+    """The share of the job's progress bar each stage fills."""
+    if job.heatmaps:
+        marks = (0.3, 0.85, 0.9) if job.embeddings else (0.3, 0.95, 1.0)
+    else:
+        marks = (0.5, 0.5, 0.5) if job.embeddings else (1.0, 1.0, 1.0)
+    return {
+        "predictions": (0.0, marks[0]),
+        "heatmaps": (marks[0], marks[1]),
+        "outlier scores": (marks[1], marks[2]),
+        "embeddings": (marks[2], 1.0),
+    }
+
+
+def split_embedding(
+    model: LoadedModel,
+    view: SplitView,
+    dataset_id: str,
+    layer: str,
+    source: str,
+    method: str,
+    *,
+    workspace: str | os.PathLike | None = None,
+    stored_only: bool = False,
+) -> np.ndarray | None:
+    """A 2-D map (N_view, 2) of every sample of a split: PCA or t-SNE (`method`) of the layer's max-pooled
+    activations or of the heatmaps' features (`source`), stored in the workspace cache. `stored_only` returns None
+    instead of computing a missing map: a page of a large split asks that way and leaves the work to a job."""
+    if f"{source}/{method}" not in EMBEDDINGS:
+        raise ConfigError(f"unknown embedding {source}/{method}; choose from {', '.join(EMBEDDINGS)}")
+    key = cache_key(
+        split=heatmap_cache_key(model, view, dataset_id),
+        source=source,
+        layer=layer if source == "activations" else "",
+        method=method,
+        version=_EMBEDDING_VERSION,
+    )
+    path = cache_dir("embeddings", workspace) / f"{key}.npy"
+    try:
+        points = np.load(path)
+        if points.shape == (len(view), 2):
+            return points
+    except (OSError, ValueError, EOFError):
+        pass  # missing or unreadable: computed again
+    if stored_only:
+        return None
+    if source == "activations":
+        features = np.asarray(cached_activations(model, view, dataset_id, layer, "max", workspace=workspace).values)
+    else:
+        features = split_heatmap_features(model, view, dataset_id, workspace=workspace)
+    points = project_embedding(features, method)
+    with atomic_path(path) as tmp:
+        np.save(tmp, points)
+    return points

@@ -1,6 +1,6 @@
-"""Analysis jobs: a split's predictions, activations, heatmaps and outlier scores as a background run of the run
-store, with progress, cancellation and dead-worker detection like corrections; and Explore on a split analysed in
-the background renders at once, shows the job and then the grid."""
+"""Analysis jobs: a split's predictions, activations, heatmaps, outlier scores and embeddings as a background run of
+the run store, with progress, cancellation and dead-worker detection like corrections; and Explore on a split
+analysed in the background renders at once, shows the job and then the grid, and its embedding the same way."""
 
 import os
 import signal
@@ -11,12 +11,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app.analysis
-from backend.attribution import split_outlier_scores, stored_outlier_scores
+from backend.attribution import split_heatmap_features, split_outlier_scores, stored_outlier_scores
+from backend.concepts import cached_activations, project_embedding
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
-from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job
+from backend.errors import ConfigError
+from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job, split_embedding
 from backend.storage import AnnotationStore
 from tests.app.test_pages import APP, CONCEPT, _run
 from tests.conftest import SMALL_SPEC
@@ -39,6 +41,36 @@ def test_a_job_reports_its_stages_in_order_and_fills_the_caches_pages_read(small
     np.testing.assert_allclose(ready.probs, direct.probs)
     stored = stored_outlier_scores(model, view, small_dataset.dataset_id, ready.predicted)
     np.testing.assert_allclose(stored, split_outlier_scores(model, view, small_dataset.dataset_id, ready.predicted))
+
+
+def test_a_job_maps_the_split_last_and_stores_the_maps_a_page_reads(small_dataset):
+    job = AnalysisJob(
+        checkpoint=str(DEFAULT_CHECKPOINT),
+        dataset=SMALL_SPEC,
+        split="val",
+        layers=("features.13",),
+        embeddings=("activations/tsne", "heatmaps/pca"),
+    )
+    assert AnalysisJob.from_dict(job.to_dict()) == job
+    model, view = load_checkpoint(DEFAULT_CHECKPOINT), small_dataset.split("val")
+    args = (model, view, small_dataset.dataset_id, "features.13")
+    assert split_embedding(*args, "activations", "tsne", stored_only=True) is None  # nothing stored yet
+    events = []
+    result = run_analysis_job(job, on_progress=events.append)
+    assert [e.stage for e in events][-2:] == ["embeddings", "embeddings"]
+    assert events[-2].message == "t-SNE of the activations of features.13 (map 1 of 2)"
+    assert events[-1].message == "PCA of the heatmaps (map 2 of 2)"
+    overall = [e.overall for e in events]
+    assert overall == sorted(overall) and overall[-1] < 1.0 and "embeddings" in result["seconds"]
+    activations = np.asarray(cached_activations(model, view, small_dataset.dataset_id, "features.13", "max").values)
+    stored = split_embedding(*args, "activations", "tsne", stored_only=True)
+    np.testing.assert_array_equal(stored, project_embedding(activations, "tsne"))  # seeded: the same map
+    heatmap_map = split_embedding(*args, "heatmaps", "pca", stored_only=True)
+    features = split_heatmap_features(model, view, small_dataset.dataset_id)
+    np.testing.assert_array_equal(heatmap_map, project_embedding(features, "pca"))
+    assert split_embedding(*args, "heatmaps", "tsne", stored_only=True) is None  # only what was asked for
+    with pytest.raises(ConfigError, match="unknown embedding"):
+        AnalysisJob(checkpoint=str(DEFAULT_CHECKPOINT), dataset=SMALL_SPEC, embeddings=("activations/umap",))
 
 
 def _started(executor: LocalExecutor, run_id: str, stage: str):
@@ -99,6 +131,17 @@ def test_explore_renders_while_the_analysis_runs_then_shows_the_grid(monkeypatch
     _wait_for(grid_shown, 120, poll=1.0)
     _wait_for(lambda: _run(at) and "analysis_cancel" not in [b.key for b in at.button], 120, poll=1.0)
     assert any("300 of 300 training images" in c.value for c in at.caption)
+
+    # The embedding of a split analysed in the background is mapped by a job too: the page shows its progress.
+    at.segmented_control(key="explore_mode").set_value("Embedding")
+    _run(at)  # PCA of 300 images: a job of a second or two
+    at.selectbox(key="explore_embed_method").set_value("tsne")
+    start = time.perf_counter()
+    _run(at)
+    assert time.perf_counter() - start < 5
+    assert "embedding_job_cancel" in [b.key for b in at.button] and not at.get("plotly_chart")
+    _wait_for(lambda: _run(at) and at.get("plotly_chart"), 120, poll=1.0)
+    assert "embedding_job_cancel" not in [b.key for b in at.button]
 
 
 def test_setup_measures_a_large_test_split_in_the_background_then_shows_its_accuracy(monkeypatch):

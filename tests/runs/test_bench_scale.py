@@ -31,7 +31,9 @@ def test_bench_scale_measures_every_stage_and_the_pages_beside_a_running_job(tmp
     )
     result = json.loads(json.dumps(bench_scale(args)))
     stages = {"write_folder", "decode_cold", "decode_warm", "single_pass", "heatmaps", "outlier_scores", "correction"}
+    stages |= {"embedding_pca", "embedding_tsne"}
     assert set(result["seconds"]) == stages == set(result["per_image_ms"])
+    assert set(result["extrapolated_s"]) == stages - {"embedding_tsne"}  # t-SNE subsamples: not linear in images
     assert all(v >= 0 for v in result["seconds"].values()) and result["seconds"]["single_pass"] > 0
     assert 0 < result["first_render_s"] < 60 and 0 < result["grid_page_cached_s"] <= result["grid_page_s"] * 2
     assert result["ratios"]["separate_vs_single_pass"] > 1.0  # four entries, one forward pass
