@@ -100,11 +100,12 @@ def analysis_panel(
         st.button("Try again", key=f"{key}_restart", icon=":material/refresh:", on_click=_restart, args=(job,))
         return
     if record.status == "cancelled":
-        kept = (
-            "its predictions are kept, and the heatmaps made so far"
-            if ready == total
-            else "a pass cut short is not resumed: starting it again predicts from the first image"
-        )
+        if job.embeddings and ready == total:
+            kept = "nothing else is lost: starting it again makes the map"
+        elif ready == total:
+            kept = "its predictions are kept, and the heatmaps made so far"
+        else:
+            kept = "a pass cut short is not resumed: starting it again predicts from the first image"
         st.info(f"The analysis of {what} was cancelled; {kept}.")
         st.button("Start it again", key=f"{key}_restart", icon=":material/play_arrow:", on_click=_restart, args=(job,))
         return
