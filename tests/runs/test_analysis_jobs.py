@@ -5,6 +5,7 @@ analysed in the background renders at once, shows the job and then the grid, and
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +16,11 @@ from backend.attribution import split_heatmap_features, split_outlier_scores, st
 from backend.concepts import cached_activations, project_embedding
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
+from backend.errors import ConfigError
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
-from backend.errors import ConfigError
 from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job, split_embedding
+from backend.runs.worker import WORKER_NICENESS
 from backend.storage import AnnotationStore
 from tests.app.test_pages import APP, CONCEPT, _run
 from tests.conftest import SMALL_SPEC
@@ -89,6 +91,10 @@ def test_an_analysis_in_a_worker_can_be_cancelled_and_is_no_correction_run(embed
     assert executor.submit_analysis(job) == run_id  # a second visitor joins the running job
     record = _started(executor, run_id, "LRP heatmaps")
     assert record.pid != os.getpid() and 0.3 <= record.progress < 1.0
+    assert os.getpriority(os.PRIO_PROCESS, record.pid) == WORKER_NICENESS  # below the pages
+    autogroup = Path(f"/proc/{record.pid}/autogroup")
+    if Path("/proc/self/autogroup").exists():  # the kernel shares the CPU between sessions first: lowered there too
+        assert autogroup.read_text().split()[-1] == str(WORKER_NICENESS)
     executor.cancel(run_id)
     record = executor.wait([run_id], timeout=30)[0]
     assert record.status == "cancelled" and "heatmaps" in record.message
