@@ -1,7 +1,8 @@
 """Everything the pages show that costs time, cached across reruns and pages: models and datasets as resources,
 figures as data keyed by the model's content hash and the dataset's id (through `hash_funcs`, so a function takes
 the model itself). The backend's disk cache sits underneath (activations, heatmaps), so a restart recomputes
-nothing either. The functions only call the backend."""
+nothing either. The functions only call the backend. Heatmaps a user waits for are computed under a foreground
+lease: the workspace's analysis jobs pause meanwhile."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from backend.concepts import (
 from backend.data import ClarcDataset, open_dataset
 from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
-from backend.runs import LocalExecutor, load_examples, split_embedding
+from backend.runs import LocalExecutor, foreground_work, load_examples, split_embedding
 from backend.storage import AnnotationStore
 
 EXPLORE_SPLIT = "train"  # CAVs and corrections use the training split; Explore can show and annotate any split
@@ -106,8 +107,9 @@ def stored_outliers(model: LoadedModel, dataset: ClarcDataset, split: str, predi
 def heatmaps(
     model: LoadedModel, dataset: ClarcDataset, indices: tuple[int, ...], split: str = EXPLORE_SPLIT
 ) -> np.ndarray:
-    """LRP heatmaps (N, H, W) of samples of a split for their predicted class."""
-    return cached_heatmaps(model, dataset.split(split), dataset.dataset_id, list(indices))
+    """LRP heatmaps (N, H, W) of samples of a split for their predicted class; analysis jobs pause meanwhile."""
+    with foreground_work():
+        return cached_heatmaps(model, dataset.split(split), dataset.dataset_id, list(indices))
 
 
 @st.cache_data(show_spinner="Computing heatmap outlier scores for every image…", max_entries=8, hash_funcs=KEYS)
@@ -196,7 +198,8 @@ def localization(
 ) -> np.ndarray:
     """Concept heatmaps (N, H, W) of training samples: where in each image the CAV's concept is."""
     x, _ = view_batch(dataset.split(EXPLORE_SPLIT), indices, model)
-    return concept_heatmaps(model, x, np.array(vector), layer)
+    with foreground_work():
+        return concept_heatmaps(model, x, np.array(vector), layer)
 
 
 @st.cache_data(show_spinner="Explaining before and after…", max_entries=16, hash_funcs=KEYS)
@@ -206,7 +209,8 @@ def before_after_heatmaps(
     """Heatmaps and predictions of a run's example test images for the model before and after correction."""
     images = load_examples(examples_path)["images"]
     out = []
-    for model in (before, after):
-        maps = class_heatmaps(model, image_batch(images, model))
-        out += [maps.maps, maps.targets.numpy()]
+    with foreground_work():
+        for model in (before, after):
+            maps = class_heatmaps(model, image_batch(images, model))
+            out += [maps.maps, maps.targets.numpy()]
     return out[0], out[2], out[1], out[3]

@@ -15,6 +15,7 @@ from backend.runs.compare import FILTERS, concept_rows, filter_rows, loss_histor
 from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
 from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
+from backend.runs.foreground import foreground_held, foreground_work, wait_for_foreground
 from backend.runs.job import CorrectionJob, ExtraConcept, method_config_from, run_correction_job
 from backend.runs.report import build_report, write_report
 from backend.runs.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
@@ -47,6 +48,8 @@ __all__ = [
     "concept_rows",
     "export_corrected",
     "filter_rows",
+    "foreground_held",
+    "foreground_work",
     "loss_histories",
     "load_examples",
     "save_examples",
@@ -58,5 +61,6 @@ __all__ = [
     "run_name",
     "submit_sweep",
     "sweep_summary",
+    "wait_for_foreground",
     "write_report",
 ]

@@ -4,7 +4,8 @@ corrections.
 
 One forward pass collects the logits with the layers' max- and mean-pooled activations (and full maps when asked);
 heatmaps follow, then the outlier scores, then the embeddings asked for. Everything lands in the workspace caches the
-pages read, so a page shows the job's progress and works with what is ready instead of blocking.
+pages read, so a page shows the job's progress and works with what is ready instead of blocking. Between its chunks a
+job pauses while a page computes what its user waits for (`backend.runs.foreground`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import numpy as np
 
 from backend.attribution import cached_heatmaps, cached_outlier_scores, split_heatmap_features
 from backend.attribution.heatmap_cache import heatmap_cache_key
+from backend.attribution.lrp import lrp_batch_size
 from backend.concepts import cached_activations, collect_in_one_pass, project_embedding
 from backend.data import SPLITS, SplitView, open_dataset
 from backend.device import resolve_device
 from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, load_checkpoint
 from backend.progress import ProgressCallback, ProgressEvent
+from backend.runs.foreground import wait_for_foreground
 from backend.storage import atomic_path, cache_dir, cache_key
 
 __all__ = [
@@ -108,12 +111,17 @@ def run_analysis_job(
     layers = job.layers or (model.default_layer,)
     bounds = _stage_bounds(job)
 
+    def between_chunks(stage: str) -> None:
+        """Stop if cancelled; pause while a page computes what its user waits for (see `foreground`)."""
+        wait_for_foreground(workspace, cancel)
+        if cancel is not None and cancel.is_set():
+            raise AnalysisCancelled(f"cancelled during {stage}")
+
     def report(stage: str, message: str):
         low, high = bounds[stage]
 
         def on_event(event: ProgressEvent) -> None:
-            if cancel is not None and cancel.is_set():
-                raise AnalysisCancelled(f"cancelled during {stage}")
+            between_chunks(stage)
             if on_progress:
                 done = event.metrics.get("samples", event.step)
                 overall = low + (high - low) * event.fraction
@@ -141,7 +149,15 @@ def run_analysis_job(
         on_heatmaps = report("heatmaps", "LRP heatmaps of every image")
         chunks = [np.arange(i, min(i + _HEATMAP_CHUNK, len(view))) for i in range(0, len(view), _HEATMAP_CHUNK)]
         for step, chunk in enumerate(chunks, start=1):
-            cached_heatmaps(model, view, dataset.dataset_id, chunk, workspace=workspace, batch_size=job.batch_size)
+            cached_heatmaps(  # an LRP batch at a time, so that a page's heatmaps pause the job within a second
+                model,
+                view,
+                dataset.dataset_id,
+                chunk,
+                workspace=workspace,
+                batch_size=lrp_batch_size(model),
+                on_progress=lambda _event: between_chunks("heatmaps"),
+            )
             on_heatmaps(ProgressEvent("heatmaps", step, len(chunks), {"samples": int(chunk[-1]) + 1}))
         seconds["heatmaps"] = time.perf_counter() - start
         start = time.perf_counter()

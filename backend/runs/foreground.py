@@ -1,0 +1,63 @@
+"""Pages before background jobs: while a page computes something a user waits for (a grid page's heatmaps), it holds
+a lease file in the workspace, and analysis jobs pause between their chunks until no lease is held. Niceness alone
+is not enough on two cores: a niced job still takes ~15% of a page's heatmap time (shared caches and memory
+bandwidth). A lease of a process that died, or one held longer than `LEASE_SECONDS`, is ignored, so a crashed page
+never stops a job for long."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from backend.runs.dispatch import pid_alive
+from backend.storage import resolve_workspace
+
+__all__ = ["LEASE_SECONDS", "foreground_held", "foreground_work", "wait_for_foreground"]
+
+LEASE_SECONDS = 30.0  # a page's heatmaps take seconds; a lease older than this is a page that hung
+_POLL_SECONDS = 0.05
+
+
+def _lease_dir(workspace: str | os.PathLike | None) -> Path:
+    path = resolve_workspace(workspace) / "foreground"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def foreground_work(workspace: str | os.PathLike | None = None) -> Iterator[None]:
+    """Hold a lease while the block runs: analysis jobs of this workspace pause at their next chunk."""
+    lease = _lease_dir(workspace) / f"{os.getpid()}-{uuid.uuid4().hex}.lease"
+    lease.touch()
+    try:
+        yield
+    finally:
+        lease.unlink(missing_ok=True)
+
+
+def foreground_held(workspace: str | os.PathLike | None = None) -> bool:
+    """Whether a live page holds a lease now; removes the leases of processes that died."""
+    now = time.time()
+    for lease in _lease_dir(workspace).glob("*.lease"):
+        try:
+            pid, age = int(lease.name.split("-", 1)[0]), now - lease.stat().st_mtime
+        except (OSError, ValueError):  # removed meanwhile, or not ours
+            continue
+        if not pid_alive(pid):
+            lease.unlink(missing_ok=True)
+        elif age < LEASE_SECONDS:
+            return True
+    return False
+
+
+def wait_for_foreground(workspace: str | os.PathLike | None = None, cancel: threading.Event | None = None) -> float:
+    """Block while a page holds a lease (a cancellation ends the wait); the seconds waited."""
+    start = time.perf_counter()
+    while foreground_held(workspace) and not (cancel is not None and cancel.is_set()):
+        time.sleep(_POLL_SECONDS)
+    return time.perf_counter() - start
