@@ -36,6 +36,7 @@ def test_bench_scale_measures_every_stage_and_the_pages_beside_a_running_job(tmp
     assert set(result["extrapolated_s"]) == stages - {"embedding_tsne"}  # t-SNE subsamples: not linear in images
     assert all(v >= 0 for v in result["seconds"].values()) and result["seconds"]["single_pass"] > 0
     assert 0 < result["first_render_s"] < 60 and 0 < result["grid_page_cached_s"] <= result["grid_page_s"] * 2
+    assert 0 < result["grid_page_beside_job_s"] < 60
     assert result["ratios"]["separate_vs_single_pass"] > 1.0  # four entries, one forward pass
     assert result["ratios"]["decode_cold_vs_warm"] > 1.0
     assert result["peak_rss_mb"] > 100 and result["train_images"] == len(
