@@ -19,14 +19,13 @@ import numpy as np
 
 from backend.attribution import cached_heatmaps, cached_outlier_scores, split_heatmap_features
 from backend.attribution.heatmap_cache import heatmap_cache_key
-from backend.attribution.lrp import lrp_batch_size
 from backend.concepts import cached_activations, collect_in_one_pass, project_embedding
 from backend.data import SPLITS, SplitView, open_dataset
 from backend.device import resolve_device
 from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, load_checkpoint
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.runs.foreground import wait_for_foreground
+from backend.runs.foreground import pause_points, wait_for_foreground
 from backend.storage import atomic_path, cache_dir, cache_key
 
 __all__ = [
@@ -112,7 +111,8 @@ def run_analysis_job(
     bounds = _stage_bounds(job)
 
     def between_chunks(stage: str) -> None:
-        """Stop if cancelled; pause while a page computes what its user waits for (see `foreground`)."""
+        """Stop if cancelled; pause while a page computes what its user waits for (also within a batch, through
+        the pause points around the stages; see `foreground`)."""
         wait_for_foreground(workspace, cancel)
         if cancel is not None and cancel.is_set():
             raise AnalysisCancelled(f"cancelled during {stage}")
@@ -130,60 +130,53 @@ def run_analysis_job(
 
         return on_event
 
-    start = time.perf_counter()
-    found = collect_in_one_pass(
-        model,
-        view,
-        dataset.dataset_id,
-        analysis_wanted(model, layers, job.full_maps),
-        workspace=workspace,
-        batch_size=job.batch_size,
-        on_progress=report("predictions", f"predictions and activations of {', '.join(layers)}"),
-        cancel=cancel,
-    )
-    seconds["single_pass"] = time.perf_counter() - start
-    result = {"images": len(view), "split": job.split, "layers": list(layers), "seconds": seconds}
-    if job.heatmaps:
-        logits = np.asarray(found[(model.output_layer(), "none")].values)
+    with pause_points(model.module, lambda: wait_for_foreground(workspace, cancel)):  # pages first, see there
         start = time.perf_counter()
-        on_heatmaps = report("heatmaps", "LRP heatmaps of every image")
-        chunks = [np.arange(i, min(i + _HEATMAP_CHUNK, len(view))) for i in range(0, len(view), _HEATMAP_CHUNK)]
-        for step, chunk in enumerate(chunks, start=1):
-            cached_heatmaps(  # an LRP batch at a time, so that a page's heatmaps pause the job within a second
-                model,
-                view,
-                dataset.dataset_id,
-                chunk,
-                workspace=workspace,
-                batch_size=lrp_batch_size(model),
-                on_progress=lambda _event: between_chunks("heatmaps"),
-            )
-            on_heatmaps(ProgressEvent("heatmaps", step, len(chunks), {"samples": int(chunk[-1]) + 1}))
-        seconds["heatmaps"] = time.perf_counter() - start
-        start = time.perf_counter()
-        cached_outlier_scores(
+        found = collect_in_one_pass(
             model,
             view,
             dataset.dataset_id,
-            logits.argmax(axis=1),
+            analysis_wanted(model, layers, job.full_maps),
             workspace=workspace,
-            on_progress=report("outlier scores", "heatmap outlier scores"),
+            batch_size=job.batch_size,
+            on_progress=report("predictions", f"predictions and activations of {', '.join(layers)}"),
+            cancel=cancel,
         )
-        seconds["outlier_scores"] = time.perf_counter() - start
-    if job.embeddings:
-        start = time.perf_counter()
-        on_embedding = report("embeddings", "2-D maps")
-        for step, entry in enumerate(job.embeddings):
-            source, method = entry.split("/")
-            what = f"{_METHOD_NAMES[method]} of the {_source_name(source, layers[0])}"
-            on_embedding(
-                ProgressEvent(
-                    "embeddings", step, len(job.embeddings), {}, f"{what} (map {step + 1} of {len(job.embeddings)})"
-                )
+        seconds["single_pass"] = time.perf_counter() - start
+        result = {"images": len(view), "split": job.split, "layers": list(layers), "seconds": seconds}
+        if job.heatmaps:
+            logits = np.asarray(found[(model.output_layer(), "none")].values)
+            start = time.perf_counter()
+            on_heatmaps = report("heatmaps", "LRP heatmaps of every image")
+            chunks = [np.arange(i, min(i + _HEATMAP_CHUNK, len(view))) for i in range(0, len(view), _HEATMAP_CHUNK)]
+            for step, chunk in enumerate(chunks, start=1):
+                cached_heatmaps(model, view, dataset.dataset_id, chunk, workspace=workspace, batch_size=job.batch_size)
+                on_heatmaps(ProgressEvent("heatmaps", step, len(chunks), {"samples": int(chunk[-1]) + 1}))
+            seconds["heatmaps"] = time.perf_counter() - start
+            start = time.perf_counter()
+            cached_outlier_scores(
+                model,
+                view,
+                dataset.dataset_id,
+                logits.argmax(axis=1),
+                workspace=workspace,
+                on_progress=report("outlier scores", "heatmap outlier scores"),
             )
-            split_embedding(model, view, dataset.dataset_id, layers[0], source, method, workspace=workspace)
-        seconds["embeddings"] = time.perf_counter() - start
-    return result
+            seconds["outlier_scores"] = time.perf_counter() - start
+        if job.embeddings:
+            start = time.perf_counter()
+            on_embedding = report("embeddings", "2-D maps")
+            for step, entry in enumerate(job.embeddings):
+                source, method = entry.split("/")
+                what = f"{_METHOD_NAMES[method]} of the {_source_name(source, layers[0])}"
+                on_embedding(
+                    ProgressEvent(
+                        "embeddings", step, len(job.embeddings), {}, f"{what} (map {step + 1} of {len(job.embeddings)})"
+                    )
+                )
+                split_embedding(model, view, dataset.dataset_id, layers[0], source, method, workspace=workspace)
+            seconds["embeddings"] = time.perf_counter() - start
+        return result
 
 
 _METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
