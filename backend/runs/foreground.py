@@ -1,8 +1,9 @@
 """Pages before background jobs: while a page computes something a user waits for (a grid page's heatmaps), it holds
-a lease file in the workspace, and analysis jobs pause between their chunks until no lease is held. Niceness alone
-is not enough on two cores: a niced job still takes ~15% of a page's heatmap time (shared caches and memory
-bandwidth). A lease of a process that died, or one held longer than `LEASE_SECONDS`, is ignored, so a crashed page
-never stops a job for long."""
+a lease file in the workspace, and analysis jobs pause at their next layer (`pause_points`) until no lease is held.
+A worker's lower priority (`worker._lower_priority`) leaves a page most of the CPU but not all of it, nor the caches
+and memory bandwidth: beside a job computing heatmaps, a page's 24 heatmaps took 2.9 s against 2.4 s alone on the
+20,000-image folder, and 2.4-2.5 s with the lease. A lease of a process that died, or one held longer than
+`LEASE_SECONDS`, is ignored, so a crashed page never stops a job for long."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _lease_dir(workspace: str | os.PathLike | None) -> Path:
 
 @contextlib.contextmanager
 def foreground_work(workspace: str | os.PathLike | None = None) -> Iterator[None]:
-    """Hold a lease while the block runs: analysis jobs of this workspace pause at their next chunk."""
+    """Hold a lease while the block runs: analysis jobs of this workspace pause at their next layer."""
     lease = _lease_dir(workspace) / f"{os.getpid()}-{uuid.uuid4().hex}.lease"
     lease.touch()
     try:
