@@ -4,7 +4,7 @@ corrections.
 
 One forward pass collects the logits with the layers' max- and mean-pooled activations (and full maps when asked);
 heatmaps follow, then the outlier scores, then the embeddings asked for. Everything lands in the workspace caches the
-pages read, so a page shows the job's progress and works with what is ready instead of blocking. Between its chunks a
+pages read, so a page shows the job's progress and works with what is ready instead of blocking. At its next layer a
 job pauses while a page computes what its user waits for (`backend.runs.foreground`).
 """
 
@@ -110,18 +110,12 @@ def run_analysis_job(
     layers = job.layers or (model.default_layer,)
     bounds = _stage_bounds(job)
 
-    def between_chunks(stage: str) -> None:
-        """Stop if cancelled; pause while a page computes what its user waits for (also within a batch, through
-        the pause points around the stages; see `foreground`)."""
-        wait_for_foreground(workspace, cancel)
-        if cancel is not None and cancel.is_set():
-            raise AnalysisCancelled(f"cancelled during {stage}")
-
     def report(stage: str, message: str):
         low, high = bounds[stage]
 
         def on_event(event: ProgressEvent) -> None:
-            between_chunks(stage)
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled(f"cancelled during {stage}")
             if on_progress:
                 done = event.metrics.get("samples", event.step)
                 overall = low + (high - low) * event.fraction

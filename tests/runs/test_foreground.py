@@ -1,4 +1,4 @@
-"""Pages before background jobs: an analysis job pauses between its chunks while a page holds a foreground lease,
+"""Pages before background jobs: an analysis job pauses at its next layer while a page holds a foreground lease,
 and goes on when it is released, when its holder died or when it is stale."""
 
 import os
