@@ -3,9 +3,9 @@ masks find the planted artifact, and LRP latency (one image vs a batch, measured
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,34 +20,57 @@ from backend.attribution import (
     tune_mask_config,
     view_batch,
 )
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import cached_activations, fit_cav
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.models import load_checkpoint
+from backend.options import ModelOption, option, switch
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model (default: the shipped one)")
-    parser.add_argument("--layer", help="CAV layer for concept heatmaps (default: the architecture's default)")
-    parser.add_argument("--quick", action="store_true", help="300 test and 150 validation samples, fewer timings")
+@dataclass(frozen=True, kw_only=True)
+class AttributionBench(BenchOptions, ModelOption):
+    layer: str | None = option(None, help="CAV layer for concept heatmaps (default: the architecture's default)")
+    quick: bool = switch(help="300 test and 150 validation samples, fewer timings")
+
+
+@dataclass(frozen=True)
+class AttributionResult(BenchResult):
+    layer: str
+    artifact: str
+    r_bias: dict  # attacked_predicted_class, n, attacked_mean, clean_mean
+    concept_masks: dict  # sigma, low, high, val_iou, test_iou, test_iou_median, pointing_game, n
+    latency: dict  # single_median_ms, batch32_ms_per_image, singles32_ms_per_image, batch_speedup_per_image, device
+
+    def lines(self) -> list[str]:
+        rb, cm, lat = self.r_bias, self.concept_masks, self.latency
+        return [
+            f"R_bias on {rb['n']} attacked test images predicted {rb['attacked_predicted_class']}: "
+            f"{rb['attacked_mean']:.3f} with the artifact vs {rb['clean_mean']:.3f} for their clean versions",
+            f"concept masks ({self.layer}, sigma {cm['sigma']}, thresholds {cm['low']}/{cm['high']} tuned on val, IoU "
+            f"{cm['val_iou']:.3f}): test IoU {cm['test_iou']:.3f} (median {cm['test_iou_median']:.3f}), "
+            f"pointing game {cm['pointing_game']:.3f}",
+            f"LRP latency: one image {lat['single_median_ms']:.1f} ms median; batch of 32 "
+            f"{lat['batch32_ms_per_image']:.2f} ms per image vs {lat['singles32_ms_per_image']:.2f} ms in 32 single "
+            f"calls ({lat['batch_speedup_per_image']:.1f}x cheaper)",
+        ]
 
 
 def _in_batches(fn, x: torch.Tensor, size: int = 128):
     return [fn(x[i : i + size]) for i in range(0, len(x), size)]
 
 
-@register_bench("attribution", help="R_bias, concept-mask IoU and LRP latency", add_arguments=_arguments)
-def bench_attribution(args: argparse.Namespace) -> dict:
-    model = load_checkpoint(args.checkpoint)
-    dataset = open_dataset(model.meta.dataset, args.workspace)
+@register_bench("attribution", help="R_bias, concept-mask IoU and LRP latency", options=AttributionBench)
+def bench_attribution(opts: AttributionBench) -> AttributionResult:
+    model = load_checkpoint(opts.checkpoint or DEFAULT_CHECKPOINT)
+    dataset = open_dataset(model.meta.dataset, opts.workspace)
     if dataset.planting is None:
         raise ConfigError("bench attribution needs a dataset with a planted artifact")
-    layer = args.layer or model.default_layer
+    layer = opts.layer or model.default_layer
     attacked_class = dataset.classes.index(dataset.planting.classes[0])
-    n_test = 300 if args.quick else len(dataset.split("test"))
-    n_val = 150 if args.quick else len(dataset.split("val"))
+    n_test = 300 if opts.quick else len(dataset.split("test"))
+    n_val = 150 if opts.quick else len(dataset.split("val"))
 
     def batch(split: str, view: str, n: int):
         v = dataset.split(split, view)
@@ -66,7 +89,7 @@ def bench_attribution(args: argparse.Namespace) -> dict:
 
     # Concept masks: a pattern CAV from the planted training labels; blur/threshold tuned on val, IoU on test.
     train = cached_activations(
-        model, dataset.split("train"), dataset.dataset_id, layer, "max", workspace=args.workspace
+        model, dataset.split("train"), dataset.dataset_id, layer, "max", workspace=opts.workspace
     )
     cav = fit_cav(np.asarray(train.values), train.has_artifact.astype(int), layer=layer, pooling="max")
     x_val, val_masks = batch("val", "attacked", n_val)
@@ -80,7 +103,7 @@ def bench_attribution(args: argparse.Namespace) -> dict:
     one = x_att[:1]
     for _ in range(3):
         class_heatmaps(model, one)
-    repeats = 10 if args.quick else 30
+    repeats = 10 if opts.quick else 30
     singles = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -97,16 +120,16 @@ def bench_attribution(args: argparse.Namespace) -> dict:
         batch_times.append(time.perf_counter() - t0)
     batch_seconds = min(batch_times)
 
-    result = {
-        "layer": layer,
-        "artifact": dataset.planting.artifact,
-        "r_bias": {
+    return AttributionResult(
+        layer=layer,
+        artifact=dataset.planting.artifact,
+        r_bias={
             "attacked_predicted_class": dataset.classes[attacked_class],
             "n": int(chosen.sum()),
             "attacked_mean": float(rb_att.mean()) if chosen.any() else float("nan"),
             "clean_mean": float(rb_clean.mean()) if chosen.any() else float("nan"),
         },
-        "concept_masks": {
+        concept_masks={
             "sigma": mask_config.sigma,
             "low": mask_config.low,
             "high": mask_config.high,
@@ -116,27 +139,11 @@ def bench_attribution(args: argparse.Namespace) -> dict:
             "pointing_game": float(pointing.mean()),
             "n": n_test,
         },
-        "latency": {
+        latency={
             "single_median_ms": statistics.median(singles) * 1000,
             "batch32_ms_per_image": batch_seconds / 32 * 1000,
             "singles32_ms_per_image": thirty_two_singles / 32 * 1000,
             "batch_speedup_per_image": thirty_two_singles / batch_seconds,
             "device": str(next(model.module.parameters()).device),
         },
-    }
-    rb, cm, lat = result["r_bias"], result["concept_masks"], result["latency"]
-    print(
-        f"R_bias on {rb['n']} attacked test images predicted {rb['attacked_predicted_class']}: "
-        f"{rb['attacked_mean']:.3f} with the artifact vs {rb['clean_mean']:.3f} for their clean versions"
     )
-    print(
-        f"concept masks ({layer}, sigma {cm['sigma']}, thresholds {cm['low']}/{cm['high']} tuned on val, IoU "
-        f"{cm['val_iou']:.3f}): test IoU {cm['test_iou']:.3f} (median {cm['test_iou_median']:.3f}), "
-        f"pointing game {cm['pointing_game']:.3f}"
-    )
-    print(
-        f"LRP latency: one image {lat['single_median_ms']:.1f} ms median; batch of 32 "
-        f"{lat['batch32_ms_per_image']:.2f} ms per image vs {lat['singles32_ms_per_image']:.2f} ms in 32 single "
-        f"calls ({lat['batch_speedup_per_image']:.1f}x cheaper)"
-    )
-    return result

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.data.artifacts import apply_artifact, artifact_names
 from backend.data.embedded import generate_split
+from backend.options import option
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=int, default=1000, help="images to render (default 1000)")
-    parser.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+@dataclass(frozen=True, kw_only=True)
+class DataBench(BenchOptions):
+    images: int = option(1000, help="images to render")
+    size: int = option(64, help="image size in pixels")
 
 
-@register_bench("data", help="SynthDerm rendering speed on one core", add_arguments=_arguments)
-def bench_data(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class DataResult(BenchResult):
+    images: int
+    size: int
+    seconds: float
+    artifact_ms_per_image: dict[str, float]  # rounded to the microsecond
+    cores: int = 1
+
+    @property
+    def ms_per_image(self) -> float:
+        return self.seconds / self.images * 1000
+
+    def to_json(self) -> dict:
+        rounded = {"seconds": round(self.seconds, 3), "ms_per_image": round(self.ms_per_image, 3)}
+        return super().to_json() | rounded
+
+    def lines(self) -> list[str]:
+        return [
+            f"rendered {self.images} SynthDerm images of {self.size} px in {self.seconds:.2f} s on one core "
+            f"({round(self.ms_per_image, 3):.2f} ms each)",
+            *(f"  {name:12s} {ms:7.3f} ms per image" for name, ms in self.artifact_ms_per_image.items()),
+        ]
+
+
+@register_bench("data", help="SynthDerm rendering speed on one core", options=DataBench)
+def bench_data(opts: DataBench) -> DataResult:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the figure promises
     start = time.perf_counter()
-    images, _ = generate_split(seed=12345, split="test", n=args.images, size=args.size)
+    images, _ = generate_split(seed=12345, split="test", n=opts.images, size=opts.size)
     seconds = time.perf_counter() - start
     artifact_ms = {}
     for name in artifact_names():
@@ -31,18 +57,4 @@ def bench_data(args: argparse.Namespace) -> dict:
         for i in range(50):
             apply_artifact(name, images[i % len(images)], np.random.default_rng(i))
         artifact_ms[name] = round((time.perf_counter() - t0) / 50 * 1000, 3)
-    result = {
-        "images": args.images,
-        "size": args.size,
-        "seconds": round(seconds, 3),
-        "ms_per_image": round(seconds / args.images * 1000, 3),
-        "artifact_ms_per_image": artifact_ms,
-        "cores": 1,
-    }
-    print(
-        f"rendered {args.images} SynthDerm images of {args.size} px in {seconds:.2f} s on one core "
-        f"({result['ms_per_image']:.2f} ms each)"
-    )
-    for name, ms in artifact_ms.items():
-        print(f"  {name:12s} {ms:7.3f} ms per image")
-    return result
+    return DataResult(opts.images, opts.size, seconds, artifact_ms)

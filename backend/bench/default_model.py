@@ -3,41 +3,59 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, printed, register_bench
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
+from backend.options import option
 from backend.storage import resolve_workspace
 from backend.training import TrainConfig, train_model
 
 _FIGURES = ("test_clean_acc", "test_attacked_acc")
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tolerance", type=float, default=0.01, help="largest accepted difference (default 0.01)")
+@dataclass(frozen=True, kw_only=True)
+class DefaultModelBench(BenchOptions):
+    tolerance: float = option(0.01, help="largest accepted difference")
+
+
+@dataclass(frozen=True)
+class DefaultModelResult(BenchResult):
+    card: dict[str, float]
+    regenerated: dict[str, float]
+    difference: dict[str, float]
+    within_tolerance: bool
+    seconds: float
+    tolerance: float = printed()
+
+    def lines(self) -> list[str]:
+        return [
+            *(
+                f"{name:18s} card {self.card[name]:.4f}  regenerated {self.regenerated[name]:.4f}  "
+                f"({self.difference[name] * 100:+.2f} pts)"
+                for name in _FIGURES
+            ),
+            f"trained in {self.seconds:.1f} s; {'within' if self.within_tolerance else 'NOT within'} "
+            f"{self.tolerance * 100:g} point(s)",
+        ]
 
 
 @register_bench(
     "default-model",
     help="train the default model again from its seed and compare its figures with the shipped card",
-    add_arguments=_arguments,
+    options=DefaultModelBench,
 )
-def bench_default_model(args: argparse.Namespace) -> dict:
+def bench_default_model(opts: DefaultModelBench) -> DefaultModelResult:
     card = load_checkpoint(DEFAULT_CHECKPOINT).meta.metrics
-    result = train_model(TrainConfig(device="cpu"), workspace=resolve_workspace(args.workspace))
+    result = train_model(TrainConfig(device="cpu"), workspace=resolve_workspace(opts.workspace))
     fresh = result.model.meta.metrics
     differences = {name: fresh[name] - card[name] for name in _FIGURES}
-    within = all(abs(d) <= args.tolerance for d in differences.values())
-    for name in _FIGURES:
-        print(f"{name:18s} card {card[name]:.4f}  regenerated {fresh[name]:.4f}  ({differences[name] * 100:+.2f} pts)")
-    print(
-        f"trained in {result.seconds:.1f} s; {'within' if within else 'NOT within'} {args.tolerance * 100:g} point(s)"
+    return DefaultModelResult(
+        card={name: card[name] for name in _FIGURES},
+        regenerated={name: fresh[name] for name in _FIGURES},
+        difference=differences,
+        within_tolerance=all(abs(d) <= opts.tolerance for d in differences.values()),
+        seconds=result.seconds,
+        tolerance=opts.tolerance,
     )
-    return {
-        "card": {name: card[name] for name in _FIGURES},
-        "regenerated": {name: fresh[name] for name in _FIGURES},
-        "difference": differences,
-        "within_tolerance": within,
-        "seconds": result.seconds,
-    }
