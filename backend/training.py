@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,11 +18,10 @@ from backend.errors import ConfigError
 from backend.evaluation import accuracy, clean_and_attacked_accuracy, predict_logits
 from backend.models import LoadedModel, ModelMeta, architecture_names, build_model, get_architecture
 from backend.options import check_choices, option
-from backend.progress import ProgressCallback, ProgressEvent
+from backend.progress import ProgressCallback
+from backend.training_core import Trainer, make_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "channel_statistics"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,9 +97,11 @@ def train_model(
     *,
     workspace: str | Path | None = None,
     on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> TrainResult:
     """Train `config.arch` on the train split of `config.dataset`; returns the model with its measured metrics
-    (validation accuracy on the biased distribution, clean and attacked test accuracy)."""
+    (validation accuracy on the biased distribution, clean and attacked test accuracy). Raises TrainingCancelled
+    once `cancel` is set, TrainingDiverged (with the state before the failing epoch) on a non-finite loss."""
     start = time.perf_counter()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -121,37 +122,34 @@ def train_model(
         persistent_workers=config.num_workers > 0,
     )
     module = build_model(config.arch, len(dataset.classes)).to(device)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer("adamw", module.parameters(), config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
     )
+    trainer = Trainer(module, optimizer, name="training", device=device, cancel=cancel, scheduler=scheduler)
     criterion = nn.CrossEntropyLoss()
-    history: list[dict] = []
-    for epoch in range(1, config.epochs + 1):
+
+    def run_epoch(epoch: int) -> dict:
         module.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        for x, y in loader:
+        for x, y in trainer.batches(loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if config.augment:
                 x = _augment(x, generator)
-            optimizer.zero_grad(set_to_none=True)
             logits = module(x)
             loss = criterion(logits, y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+            trainer.step(loss)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
-        record = {"epoch": epoch, "loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
+        record = {"loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
         if len(val_view):
             record["val_acc"] = accuracy(predict_logits(module, val_view, device=device), val_view.labels)
-        history.append(record)
-        log.info("epoch %d/%d %s", epoch, config.epochs, {k: round(v, 4) for k, v in record.items() if k != "epoch"})
-        if on_progress:
-            on_progress(ProgressEvent("epoch", epoch, config.epochs, record))
+        return record
+
+    history = trainer.fit(config.epochs, run_epoch, on_progress)
     module.eval()
     meta = ModelMeta(
         arch=config.arch,

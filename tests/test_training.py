@@ -1,14 +1,19 @@
-"""Training from the CLI: the quick config is fast and still learns the planted shortcut."""
+"""Training from the CLI: the quick config is fast and still learns the planted shortcut; a training stops when
+cancelled, and a diverging one keeps its last good state."""
 
+import copy
 import json
+import threading
 import time
 
 import pytest
 import torch
 
-from backend.errors import ConfigError
+import backend.training
+from backend.errors import Cancelled, ConfigError
 from backend.models import load_checkpoint
 from backend.training import TrainConfig, _augment, train_model
+from backend.training_core import TrainingCancelled, TrainingDiverged
 from tests.conftest import run_backend
 
 
@@ -62,3 +67,47 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert "error: unknown artifact 'sticker'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_training_stops_when_cancelled(small_dataset):
+    flag = threading.Event()
+    done = []
+
+    def cancel_after_the_first_epoch(event) -> None:
+        done.append(event.step)
+        flag.set()
+
+    config = TrainConfig(dataset=str(small_dataset.spec), epochs=3, device="cpu")
+    with pytest.raises(TrainingCancelled, match="epoch 2") as caught:
+        train_model(config, on_progress=cancel_after_the_first_epoch, cancel=flag)
+    assert isinstance(caught.value, Cancelled) and done == [1]
+
+
+def test_a_diverging_training_keeps_the_state_of_its_last_good_epoch_and_raises(small_dataset, monkeypatch):
+    built, kept = [], {}
+    build = backend.training.build_model
+
+    def build_and_keep(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(backend.training, "build_model", build_and_keep)
+    batches_per_epoch = -(-len(small_dataset.split("train")) // 64)
+    calls = []
+
+    def poisoned_in_epoch_2(x, generator):
+        calls.append(1)
+        return torch.full_like(x, float("nan")) if len(calls) > batches_per_epoch else x
+
+    def keep_the_state(event) -> None:
+        kept[event.step] = copy.deepcopy(built[0].state_dict())
+
+    monkeypatch.setattr(backend.training, "_augment", poisoned_in_epoch_2)
+    config = TrainConfig(dataset=str(small_dataset.spec), epochs=3, device="cpu")
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 2") as caught:
+        train_model(config, on_progress=keep_the_state)
+    assert list(kept) == [1] and caught.value.module is built[0] and not built[0].training
+    state = built[0].state_dict()
+    assert state.keys() == kept[1].keys()
+    for name, value in kept[1].items():
+        assert torch.equal(state[name], value), name
