@@ -16,7 +16,7 @@ from PIL import Image
 
 from backend.concepts import cached_activations, fit_concept, planted_labels, read_concept_labels
 from backend.concepts import write_concept_labels as concept_labels_file
-from backend.correction import LoopConfig, RRClarcConfig, correct
+from backend.correction import ConceptTarget, LoopConfig, RRClarcConfig, correct
 from backend.data import check_allowed_spec, open_dataset, read_image
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ClarcError
@@ -146,7 +146,7 @@ CASES = {
         lambda t, m, d: correct(
             m,
             d,
-            fit_concept(m, d, planted_labels(d), n_random=0, workspace=t).cav,
+            [ConceptTarget(fit_concept(m, d, planted_labels(d), n_random=0, workspace=t).cav)],
             "rrclarc",
             RRClarcConfig(lam=1e38),
             LoopConfig(epochs=2, lr=1e30),

@@ -1,19 +1,18 @@
 """`correct`, the one entry point of every correction method, and the fine-tuning loop they share.
 
-The loop trains a copy of the model on the (biased) training split. Where the layers below the CAV layer are frozen
-and the method needs no input gradient, it trains from the cached output of the CAV layer; otherwise it runs the
-full forward pass (see `batches`). CUDA with bf16 autocast when present, the CPU otherwise.
+The loop trains a copy of the model on the (biased) training split, on the training core the base classifier uses
+too (`backend.training_core`). Where the layers below the CAV layer are frozen and the method needs no input gradient,
+it trains from the cached output of the CAV layer; otherwise it runs the full forward pass (see `batches`). CUDA with
+bf16 autocast when present, the CPU otherwise.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import threading
 import time
 from collections.abc import Collection, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -28,25 +27,25 @@ from backend.correction.methods import ConceptInputs, get_method
 from backend.data.dataset import ClarcDataset
 from backend.data.views import SplitView
 from backend.device import resolve_device
-from backend.errors import Cancelled, ClarcError, ConfigError
+from backend.errors import ConfigError
 from backend.models import LoadedModel, get_layer, split_at_layer
-from backend.progress import ProgressCallback, ProgressEvent
+from backend.progress import ProgressCallback
+from backend.training_core import Trainer, TrainingCancelled, TrainingDiverged, make_optimizer
 
 __all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct"]
 
-log = logging.getLogger(__name__)
 _STATS_CHUNK = 512  # training samples per step of the concept statistics
 
 
-class CorrectionCancelled(Cancelled):
+class CorrectionCancelled(TrainingCancelled):
     """The run was cancelled through its cancellation flag."""
 
 
-class CorrectionFailed(ClarcError):
+class CorrectionFailed(TrainingDiverged):
     """Training diverged (a non-finite loss); `model` holds the last good state, before the failing epoch."""
 
     def __init__(self, message: str, model: LoadedModel) -> None:
-        super().__init__(message)
+        super().__init__(message, model.module)
         self.model = model
 
 
@@ -76,27 +75,23 @@ class CorrectionResult:
 def correct(
     model: LoadedModel,
     dataset: ClarcDataset,
-    cav: Cav | Sequence[ConceptTarget],
+    targets: Sequence[ConceptTarget],
     method: str = "rrclarc",
     method_config=None,
     loop: LoopConfig | None = None,
     *,
-    artifact_ids: Collection[str] | None = None,
-    attacked_class: str | None = None,
     workspace: str | os.PathLike | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> CorrectionResult:
-    """Correct `model` with `method` for the concept `cav`, or for several concepts at once (a sequence of
-    `ConceptTarget`, all with CAVs of the same layer); returns a corrected copy (the input is not modified).
-    For a single `cav`, `artifact_ids` names the training samples that show the artifact (default: the planted
-    ones) and `attacked_class` the class it is tied to (default: the CAV's, else the first planted class)."""
+    """Correct `model` with `method` for the concepts `targets` (one or several, their CAVs all of the same layer);
+    returns a corrected copy (the input is not modified)."""
     start = time.perf_counter()
     info = get_method(method)
     method_config = method_config if method_config is not None else info.config()
     if not isinstance(method_config, info.config):
         raise ConfigError(f"{method} takes a {info.config.__name__}, got {type(method_config).__name__}")
-    targets = _targets(cav, artifact_ids, attacked_class)
+    targets = _same_layer(targets)
     cav = targets[0].cav
     loop = loop or LoopConfig()
     layer = cav.layer or model.default_layer
@@ -140,7 +135,7 @@ def correct(
             workspace,
         )
         torch.manual_seed(loop.seed)  # dropout: seeded here, so what ran before (a cold or warm cache) cannot matter
-        history = _Training(module, method, runner, source, meta, loop, device, cancel).fit(on_progress)
+        history = _fit(module, method, runner, source, meta, loop, device, cancel, on_progress)
         cached_path = source.cached_path
     else:
         runner.edit(module, layer)
@@ -152,80 +147,45 @@ def correct(
     return CorrectionResult(corrected, method, correction["config"], correction["loop"], history, seconds, cached_path)
 
 
-class _Training:
-    """A run's training: the module being corrected, its method and batch source, the optimiser; `fit` is the epoch
-    loop, `epoch` one pass over the batches."""
+def _fit(module, method, runner, source, meta, loop: LoopConfig, device, cancel, on_progress) -> list[dict]:
+    """The run's epochs on the training core: the method's loss (cross-entropy plus its penalty) over the source's
+    batches, with the trainable parameters of `module`; history records of loss, cross-entropy, penalty, seconds."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = make_optimizer(loop.optimizer, params, loop.lr)
+    trainer = Trainer(
+        module, optimizer, name=method, device=device, mixed_precision=loop.mixed_precision, cancel=cancel
+    )
 
-    def __init__(self, module, method, runner, source, meta, loop: LoopConfig, device, cancel) -> None:
-        self.module, self.method, self.runner, self.source, self.meta = module, method, runner, source, meta
-        self.epochs, self.cancel = loop.epochs, cancel
-        params = [p for p in module.parameters() if p.requires_grad]
-        if loop.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=loop.lr)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=loop.lr, momentum=0.9)
-        mixed = device.type == "cuda" and loop.mixed_precision
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if mixed else nullcontext
-        self.good_state = copy.deepcopy(module.state_dict())
-
-    def fit(self, on_progress: ProgressCallback | None) -> list[dict]:
-        history = []
-        with self.source.active():
-            for epoch in range(1, self.epochs + 1):
-                t0 = time.perf_counter()
-                loss, ce, penalty = self.epoch(epoch)
-                self.good_state = copy.deepcopy(self.module.state_dict())
-                record = {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "ce": ce,
-                    "penalty": penalty,
-                    "seconds": time.perf_counter() - t0,
-                }
-                history.append(record)
-                log.info("%s epoch %d/%d %s", self.method, epoch, self.epochs, record)
-                if on_progress:
-                    on_progress(ProgressEvent("epoch", epoch, self.epochs, record))
-        return history
-
-    def epoch(self, epoch: int) -> tuple[float, float, float]:
-        """Mean loss, cross-entropy and penalty of one pass; a non-finite loss restores the state before the epoch
-        and raises CorrectionFailed."""
-        _train_modes(self.module)
-        sums = torch.zeros(3, device=next(self.module.parameters()).device)
+    def run_epoch(epoch: int) -> dict:
+        t0 = time.perf_counter()
+        _train_modes(module)
+        sums = torch.zeros(3, device=next(module.parameters()).device)
         seen = 0
-        for batch in self.source:
-            if self.cancel is not None and self.cancel.is_set():
-                raise CorrectionCancelled(f"{self.method} run cancelled in epoch {epoch}")
-            with self.autocast():
-                logits, layer_out = self.source.forward(batch)
+        for batch in trainer.batches(source):
+            with trainer.autocast():
+                logits, layer_out = source.forward(batch)
                 ce = nn.functional.cross_entropy(logits.float(), batch.labels)
-                penalty = self.runner.penalty(logits.float(), layer_out, batch)
+                penalty = runner.penalty(logits.float(), layer_out, batch)
             loss = ce if penalty is None else ce + penalty
-            if not torch.isfinite(loss):
-                self.module.load_state_dict(self.good_state)
-                self.module.eval()
-                raise CorrectionFailed(
-                    f"{self.method} diverged in epoch {epoch} (loss {loss.item()}); kept the state before that epoch",
-                    LoadedModel(module=self.module, meta=self.meta),
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            trainer.step(loss)
             extra = penalty.detach() if penalty is not None else torch.zeros((), device=sums.device)
             sums += torch.stack([loss.detach(), ce.detach(), extra]) * len(batch.labels)
             seen += len(batch.labels)
         loss, ce, penalty = (sums / seen).tolist()
-        return loss, ce, penalty
+        return {"loss": loss, "ce": ce, "penalty": penalty, "seconds": time.perf_counter() - t0}
+
+    try:
+        with source.active():
+            return trainer.fit(loop.epochs, run_epoch, on_progress)
+    except TrainingCancelled as stop:
+        raise CorrectionCancelled(str(stop)) from None
+    except TrainingDiverged as failed:
+        raise CorrectionFailed(str(failed), LoadedModel(module=module, meta=meta)) from None
 
 
-def _targets(cav, artifact_ids, attacked_class) -> list[ConceptTarget]:
-    """The concepts of a run, all in one layer."""
-    if isinstance(cav, Cav):
-        return [ConceptTarget(cav, artifact_ids, attacked_class)]
-    targets = list(cav)
-    if artifact_ids is not None or attacked_class is not None:
-        raise ConfigError("with several concepts, give each one's artifact ids and attacked class in its ConceptTarget")
+def _same_layer(targets: Sequence[ConceptTarget]) -> list[ConceptTarget]:
+    """The concepts of a run, checked: at least one, all in one layer."""
+    targets = list(targets)
     if not targets:
         raise ConfigError("a correction needs at least one CAV")
     layers = sorted({t.cav.layer for t in targets})
@@ -287,7 +247,7 @@ def _batch_source(model, dataset_id, view, cavs, module, runner, has_artifact, l
     if loop.cache_activations and lower_frozen and not runner.needs_input_grad:
         acts = cached_activations(model, view, dataset_id, layer, "none", workspace=workspace).values
         return CachedLayerSource(acts, view.labels, has_artifact, upper, runner, **common)
-    masks = _artifact_masks(model, view, cavs, has_artifact, runner.config.mask_source) if runner.needs_masks else None
+    masks = _artifact_masks(model, view, cavs, has_artifact, runner.mask_source) if runner.needs_masks else None
     return ImageSource(view, has_artifact, masks, module, layer, runner, **common)
 
 

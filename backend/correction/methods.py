@@ -1,11 +1,12 @@
 """Correction methods, one registry: each is a config class plus what it adds to the shared loop (an activation
 transform, a loss penalty) or, for P-ClArC, a training-free edit of the model. A method declares what it needs
-(concept statistics, gradients at the layer or the input, artifact masks) and receives it in `prepare`."""
+(concept statistics, gradients at the layer or the input, artifact masks and where they come from) and receives it in
+`prepare`; its registration names the config field that weights its penalty, so no client reads field names."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -75,6 +76,11 @@ class CorrectionMethod:
         self.config = config
         self.concepts: list[ConceptInputs] = []
 
+    @property
+    def mask_source(self) -> str | None:
+        """Where the artifact masks come from (`auto`, `ground_truth`, `concept`); None for methods without masks."""
+        return None
+
     def prepare(self, concepts: ConceptInputs | Sequence[ConceptInputs]) -> None:
         concepts = [concepts] if isinstance(concepts, ConceptInputs) else list(concepts)
         if not concepts:
@@ -96,20 +102,52 @@ class CorrectionMethod:
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """A registered method: its config class, its implementation (`factory(config)`), a one-line description and the
+    name of the config field that weights its penalty (`penalty_weight`; None: the method has no penalty weight)."""
+
     name: str
     config: type
-    factory: Callable[[object], CorrectionMethod]
+    factory: type[CorrectionMethod]
     description: str
+    penalty_weight: str | None = None
+
+    @property
+    def trains(self) -> bool:
+        """False for a training-free method (it edits the model instead: no epochs, no learning rate)."""
+        return self.factory.trains
+
+    @property
+    def needs_masks(self) -> bool:
+        """Whether the method trains on artifact masks of the training images."""
+        return self.factory.needs_masks
+
+    @property
+    def default_penalty_weight(self) -> float | None:
+        """The default penalty weight of the method's config; None for a method without one."""
+        return None if self.penalty_weight is None else getattr(self.config(), self.penalty_weight)
+
+    def penalty_weight_of(self, options: Mapping[str, object] | None = None) -> float | None:
+        """The penalty weight a run's method options (field name -> value) give, else the default; None for a
+        method without one."""
+        if self.penalty_weight is None:
+            return None
+        value = (options or {}).get(self.penalty_weight)
+        return float(value) if value is not None else self.default_penalty_weight
 
 
 _METHODS: dict[str, MethodInfo] = {}
 
 
-def register_method(name: str, *, config: type, description: str):
+def register_method(name: str, *, config: type, description: str, penalty_weight: str | None = None):
+    """Register the decorated CorrectionMethod as `name`, with its config class and, where its loss has a penalty
+    weight, the name of that config field."""
+
     def decorate(cls):
         if name in _METHODS:
             raise ValueError(f"correction method {name!r} is registered twice")
-        _METHODS[name] = MethodInfo(name, config, cls, description)
+        if penalty_weight is not None and penalty_weight not in {f.name for f in fields(config)}:
+            raise ValueError(f"{config.__name__} has no field {penalty_weight!r} for the penalty weight of {name!r}")
+        _METHODS[name] = MethodInfo(name, config, cls, description, penalty_weight)
         return cls
 
     return decorate
@@ -131,7 +169,12 @@ class Finetune(CorrectionMethod):
     pass
 
 
-@register_method("rrclarc", config=RRClarcConfig, description="RR-ClArC: penalise the gradient along the CAV")
+@register_method(
+    "rrclarc",
+    config=RRClarcConfig,
+    description="RR-ClArC: penalise the gradient along the CAV",
+    penalty_weight="lam",
+)
 class RRClarc(CorrectionMethod):
     needs_layer_grad = True
 
@@ -179,10 +222,19 @@ class PClarc(CorrectionMethod):
         attach_projection(module, layer, hs, torch.stack([c.clean_mean for c in self.concepts]))
 
 
-@register_method("rrr", config=RRRConfig, description="RRR: penalise input gradients inside artifact masks")
+@register_method(
+    "rrr",
+    config=RRRConfig,
+    description="RRR: penalise input gradients inside artifact masks",
+    penalty_weight="lam",
+)
 class RRR(CorrectionMethod):
     needs_input_grad = True
     needs_masks = True
+
+    @property
+    def mask_source(self) -> str:
+        return self.config.mask_source
 
     def penalty(self, logits: torch.Tensor, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
         target = torch.log_softmax(logits, dim=1).sum()
