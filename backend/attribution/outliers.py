@@ -5,18 +5,19 @@ sits on the lesion."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.attribution.heatmap_cache import cached_heatmaps, heatmap_cache_key
+from backend.attribution.heatmap_cache import cached_heatmaps, heatmap_key
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
+from backend.storage import cached_array, digest_lines, stored_array
 
 __all__ = [
     "cached_outlier_scores",
@@ -78,13 +79,13 @@ def split_heatmap_features(
     """`heatmap_features` (N_view, 256) of every sample's heatmap, from the heatmap cache (filled where needed),
     chunk by chunk so no split's heatmaps are in memory at once; stored beside the outlier scores, so the next
     request (the heatmap embedding) is a file read."""
-    path = cache_dir("outliers", workspace) / f"{heatmap_cache_key(model, view, dataset_id)}.features.npy"
-    try:
-        features = np.load(path)
-        if features.shape == (len(view), _FEATURE_SIZE**2):
-            return features
-    except (OSError, ValueError, EOFError):
-        pass
+    path = heatmap_key(model, view, dataset_id).derive("outliers", features=_FEATURE_SIZE).path(workspace)
+    compute = partial(_features, model, view, dataset_id, workspace, on_progress)
+    return cached_array(path, compute, (len(view), _FEATURE_SIZE**2))
+
+
+def _features(model, view, dataset_id, workspace, on_progress) -> np.ndarray:
+    """The features of every heatmap of the view, `_CHUNK` heatmaps at a time (their progress reported)."""
     starts = range(0, len(view), _CHUNK)
     parts = []
     for step, start in enumerate(starts, start=1):
@@ -93,10 +94,7 @@ def split_heatmap_features(
         parts.append(heatmap_features(maps, _FEATURE_SIZE))
         if on_progress:
             on_progress(ProgressEvent("heatmaps", step, len(starts), {"samples": int(chunk[-1]) + 1}))
-    features = np.concatenate(parts) if parts else np.zeros((0, _FEATURE_SIZE**2))
-    with atomic_path(path) as tmp:
-        np.save(tmp, features)
-    return features
+    return np.concatenate(parts) if parts else np.zeros((0, _FEATURE_SIZE**2))
 
 
 def split_outlier_scores(
@@ -119,8 +117,7 @@ def split_outlier_scores(
 
 def _scores_path(model: LoadedModel, view: SplitView, dataset_id: str, predicted: np.ndarray, workspace) -> Path:
     predicted_digest = digest_lines(str(int(k)) for k in predicted)
-    key = cache_key(heatmaps=heatmap_cache_key(model, view, dataset_id), predicted=predicted_digest)
-    return cache_dir("outliers", workspace) / f"{key}.npy"
+    return heatmap_key(model, view, dataset_id).derive("outliers", predicted=predicted_digest).path(workspace)
 
 
 def stored_outlier_scores(
@@ -133,11 +130,7 @@ def stored_outlier_scores(
 ) -> np.ndarray | None:
     """The outlier scores `cached_outlier_scores` stored for this model, view and predictions; None if not there
     (a page asks this, so it never computes them itself)."""
-    try:
-        scores = np.load(_scores_path(model, view, dataset_id, np.asarray(predicted), workspace))
-    except (OSError, ValueError, EOFError):
-        return None
-    return scores if scores.shape == (len(view),) else None
+    return stored_array(_scores_path(model, view, dataset_id, np.asarray(predicted), workspace), (len(view),))
 
 
 def cached_outlier_scores(
@@ -151,10 +144,8 @@ def cached_outlier_scores(
 ) -> np.ndarray:
     """`split_outlier_scores`, stored on disk (a few bytes per sample) so that the next request is a file read."""
     predicted = np.asarray(predicted)
-    found = stored_outlier_scores(model, view, dataset_id, predicted, workspace=workspace)
-    if found is not None:
-        return found
-    scores = split_outlier_scores(model, view, dataset_id, predicted, workspace=workspace, on_progress=on_progress)
-    with atomic_path(_scores_path(model, view, dataset_id, predicted, workspace)) as tmp:
-        np.save(tmp, scores)
-    return scores
+    path = _scores_path(model, view, dataset_id, predicted, workspace)
+    compute = partial(
+        split_outlier_scores, model, view, dataset_id, predicted, workspace=workspace, on_progress=on_progress
+    )
+    return cached_array(path, compute, (len(view),))

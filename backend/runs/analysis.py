@@ -17,16 +17,15 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from backend.attribution import cached_heatmaps, cached_outlier_scores, split_heatmap_features
-from backend.attribution.heatmap_cache import heatmap_cache_key
+from backend.attribution import attribution_method, cached_heatmaps, cached_outlier_scores, split_heatmap_features
 from backend.concepts import cached_activations, collect_in_one_pass, project_embedding
 from backend.data import SPLITS, SplitView, open_dataset
 from backend.device import resolve_device
 from backend.errors import Cancelled, ConfigError
-from backend.models import LoadedModel, load_checkpoint
+from backend.models import LoadedModel, load_checkpoint, model_fingerprint
 from backend.progress import ProgressCallback, ProgressEvent
 from backend.runs.foreground import pause_points, wait_for_foreground
-from backend.storage import atomic_path, cache_dir, cache_key
+from backend.storage import CacheKey, cached_array, stored_array
 
 __all__ = [
     "ANALYSIS_KIND",
@@ -210,27 +209,19 @@ def split_embedding(
     instead of computing a missing map: a page of a large split asks that way and leaves the work to a job."""
     if f"{source}/{method}" not in EMBEDDINGS:
         raise ConfigError(f"unknown embedding {source}/{method}; choose from {', '.join(EMBEDDINGS)}")
-    key = cache_key(
-        split=heatmap_cache_key(model, view, dataset_id),
-        source=source,
-        layer=layer if source == "activations" else "",
-        method=method,
-        version=_EMBEDDING_VERSION,
+    fields = {"source": source, "layer": layer if source == "activations" else "", "method": method}
+    fields["attribution"] = attribution_method(model)  # of the heatmaps
+    key = CacheKey.of_view(
+        "embeddings", model_fingerprint(model), dataset_id, view, version=_EMBEDDING_VERSION, **fields
     )
-    path = cache_dir("embeddings", workspace) / f"{key}.npy"
-    try:
-        points = np.load(path)
-        if points.shape == (len(view), 2):
-            return points
-    except (OSError, ValueError, EOFError):
-        pass  # missing or unreadable: computed again
     if stored_only:
-        return None
-    if source == "activations":
-        features = np.asarray(cached_activations(model, view, dataset_id, layer, "max", workspace=workspace).values)
-    else:
-        features = split_heatmap_features(model, view, dataset_id, workspace=workspace)
-    points = project_embedding(features, method)
-    with atomic_path(path) as tmp:
-        np.save(tmp, points)
-    return points
+        return stored_array(key.path(workspace), (len(view), 2))
+
+    def compute() -> np.ndarray:
+        if source == "activations":
+            features = np.asarray(cached_activations(model, view, dataset_id, layer, "max", workspace=workspace).values)
+        else:
+            features = split_heatmap_features(model, view, dataset_id, workspace=workspace)
+        return project_embedding(features, method)
+
+    return cached_array(key.path(workspace), compute, (len(view), 2))
