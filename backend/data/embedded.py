@@ -9,6 +9,7 @@ import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from backend.data.dataset import ClarcDataset, SplitData
 from backend.data.spec import DatasetSpec
 from backend.data.synthderm import SYNTHDERM_CLASSES, SYNTHDERM_VERSION, render_sample, sample_label
-from backend.storage.files import atomic_path
+from backend.storage import CacheKey, cached_array
 
 __all__ = ["SynthDermDataset", "generate_split"]
 
@@ -62,21 +63,6 @@ def _render(seed: int, split: str, start: int, labels: np.ndarray, size: int) ->
     return np.stack([render_sample(seed, split, start + i, int(label), size) for i, label in enumerate(labels)])
 
 
-def _read_cache(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The cached images, or None when the file is missing, unreadable or of another shape (then regenerate)."""
-    if not path.exists():
-        return None
-    try:
-        images = np.load(path)
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable image cache %s (%s); regenerating", path, exc)
-        return None
-    if images.shape != shape or images.dtype != np.uint8:
-        log.warning("ignoring image cache %s of shape %s; regenerating", path, images.shape)
-        return None
-    return images
-
-
 class SynthDermDataset(ClarcDataset):
     """SynthDerm images of one (seed, size, split sizes), cached as .npy files under `cache_root`."""
 
@@ -84,33 +70,35 @@ class SynthDermDataset(ClarcDataset):
         super().__init__(spec, SYNTHDERM_CLASSES)
         self._cache_root = cache_root
 
-    def _images(self, split: str, n: int) -> np.ndarray:
-        """All images of a split, generated on first use. The file name says everything they depend on, so datasets
-        of any workspace share them in memory; each workspace keeps its own file for the processes it starts."""
+    def _images(self, name: str, split: str, n: int) -> np.ndarray:
+        """All images of a split, generated on first use. Their key `name` says everything they depend on, so
+        datasets of any workspace share them in memory; each workspace keeps its own file for the processes it
+        starts."""
         spec = self.spec
-        name = f"v{SYNTHDERM_VERSION}-seed{spec.seed}-{spec.size}px-{split}-{n}.npy"
-        path = None if self._cache_root is None else self._cache_root / name
+        path = None if self._cache_root is None else self._cache_root / f"{name}.npy"
         with _LOCK:
             images = _MEMORY.get(name)
             if images is not None and (path is None or path in _STORED):
                 return images  # every image access comes here: no file system call
-            stored = path is None or (images is not None and path.exists())
-            if images is None and path is not None:
-                images = _read_cache(path, (n, spec.size, spec.size, 3))
-                stored = images is not None
-            if images is None:
-                log.info("generating %d SynthDerm %s images (%d px)", n, split, spec.size)
-                images = generate_split(spec.seed, split, n, spec.size)[0]
-            if not stored:
-                with atomic_path(path) as tmp:  # a crash never leaves a half-written cache file
-                    np.save(tmp, images)
+            if path is not None and (images is None or not path.exists()):
+                render = partial(self._render, split, n) if images is None else partial(np.asarray, images)
+                images = cached_array(path, render, (n, spec.size, spec.size, 3), np.uint8)
+            elif images is None:
+                images = self._render(split, n)
             _MEMORY[name] = images
             if path is not None:
                 _STORED.add(path)
             return images
 
+    def _render(self, split: str, n: int) -> np.ndarray:
+        """The `n` images of a split, rendered (the slow path a cache saves)."""
+        log.info("generating %d SynthDerm %s images (%d px)", n, split, self.spec.size)
+        return generate_split(self.spec.seed, split, n, self.spec.size)[0]
+
     def _load_split(self, split: str) -> SplitData:
         n = getattr(self.spec, f"n_{split}")
         ids = tuple(f"{split}_{i:05d}" for i in range(n))
         labels = np.array([sample_label(self.spec.seed, split, i) for i in range(n)], dtype=np.int64)
-        return ids, labels, lambda i: self._images(split, n)[i]  # images are rendered on first access
+        fields = {"seed": self.spec.seed, "size": self.spec.size, "n": n}
+        name = CacheKey("synthderm", split=split, version=SYNTHDERM_VERSION, extra=fields).digest()
+        return ids, labels, lambda i: self._images(name, split, n)[i]  # images are rendered on first access

@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from backend.data.views import SplitView
 from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, capture_layer, eval_mode, model_fingerprint
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.storage import atomic_path, cache_dir, cache_key, digest_lines
+from backend.storage import CacheKey, cached_array, digest_lines
 
 __all__ = ["DiscoveryCancelled", "LatentRelevances", "latent_relevances"]
 
@@ -58,22 +59,16 @@ def latent_relevances(
         raise ConfigError("no samples to explain")
     if not 0 <= class_index < len(view.classes):
         raise ConfigError(f"class index {class_index} out of range 0..{len(view.classes) - 1}")
-    key = cache_key(
-        model=model_fingerprint(model),
-        method=attribution_method(model),
-        dataset=dataset_id,
-        split=view.split,
-        view=view.view,
-        layer=layer,
-        target=class_index,
-        samples=digest_lines(view.sample_ids[i] for i in indices),
-    )
-    path = cache_dir("relevances", workspace) / f"{key}.npz"
-    try:
-        with np.load(path) as stored:
-            return LatentRelevances(indices, stored["relevance"], stored["activation"], layer, class_index)
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # missing or unreadable: computed again
+    samples = digest_lines(view.sample_ids[i] for i in indices)
+    fields = {"method": attribution_method(model), "layer": layer, "target": int(class_index)}
+    key = CacheKey.of_view("relevances", model_fingerprint(model), dataset_id, view, samples=samples, **fields)
+    compute = partial(_relevances, model, view, indices, layer, class_index, batch_size, on_progress, cancel)
+    relevance, activation = cached_array(key.path(workspace), compute)
+    return LatentRelevances(indices, relevance, activation, layer, class_index)
+
+
+def _relevances(model, view, indices, layer, class_index, batch_size, on_progress, cancel) -> np.ndarray:
+    """Relevances and activations (2, N, C) of the samples, computed batch by batch."""
     relevance, activation = [], []
     starts = range(0, len(indices), batch_size)
     for step, start in enumerate(starts, start=1):
@@ -87,10 +82,7 @@ def latent_relevances(
             on_progress(
                 ProgressEvent("relevances", step, len(starts), {"samples": min(start + batch_size, len(indices))})
             )
-    result = LatentRelevances(indices, np.concatenate(relevance), np.concatenate(activation), layer, class_index)
-    with atomic_path(path) as tmp:
-        np.savez(tmp, relevance=result.relevance, activation=result.activation)
-    return result
+    return np.stack([np.concatenate(relevance), np.concatenate(activation)])
 
 
 def _batch_relevance(model: LoadedModel, x: torch.Tensor, layer: str, class_index: int) -> tuple[np.ndarray, ...]:

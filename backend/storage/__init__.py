@@ -3,7 +3,7 @@ helpers (atomic writes, digests) and the cache primitives every cache is built f
 
 from backend.storage.annotations import ARTIFACT, CLEAN, AnnotationStore, ConceptSummary, ImportReport
 from backend.storage.cache import CacheKey, cached_array, stored_array
-from backend.storage.files import atomic_path, atomic_write_bytes, cache_key, csv_text, digest_lines
+from backend.storage.files import atomic_path, atomic_write_bytes, csv_text, digest_lines
 from backend.storage.paths import ROOTS_ENV, allowed_roots, check_allowed_path
 from backend.storage.rows import RowCache, file_lock
 from backend.storage.uploads import MAX_CHECKPOINT_BYTES, checkpoint_kind, store_checkpoint_upload
@@ -24,7 +24,6 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "cache_dir",
-    "cache_key",
     "cached_array",
     "check_allowed_path",
     "checkpoint_kind",

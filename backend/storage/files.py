@@ -1,19 +1,18 @@
 """File helpers every store and cache shares: atomic writes (a crash never leaves a half-written file that looks
-complete) and short, stable cache keys."""
+complete) and digests of id lists."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "cache_key", "csv_text", "digest_lines"]
+__all__ = ["atomic_path", "atomic_write_bytes", "csv_text", "digest_lines"]
 
 
 def _umask() -> int:
@@ -53,11 +52,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, durable: bool = 
 def digest_lines(lines: Iterable[str]) -> str:
     """SHA-1 of lines joined by newlines: a compact fingerprint of an ordered list of sample ids."""
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()
-
-
-def cache_key(**fields) -> str:
-    """A short stable key of JSON-serialisable fields, the same in every process and run."""
-    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def csv_text(rows) -> str:

@@ -99,9 +99,15 @@ def test_describe_counts_match_the_splits(small_dataset):
     assert info["planting"]["artifact"] == "skin_marker"
 
 
+def _train_file(folder):
+    """The cached train split of 8 images (the other splits have 2)."""
+    (path,) = [p for p in folder.glob("*.npy") if len(np.load(p, mmap_mode="r")) == 8]
+    return path
+
+
 def test_corrupt_cache_file_is_regenerated(tmp_path):
     first = open_dataset("synthderm?n_train=8&n_val=2&n_test=2", tmp_path).split("train").image(3)
-    cached = next((tmp_path / "cache" / "synthderm").glob("*train-8.npy"))
+    cached = _train_file(tmp_path / "cache" / "synthderm")
     cached.write_bytes(b"not a numpy file")
     from backend.data import embedded
 
@@ -125,7 +131,7 @@ def test_a_new_workspace_gets_the_images_without_rendering_them_again(tmp_path, 
         patched.setattr(embedded, "generate_split", no_rendering)
         again = open_dataset(spec, tmp_path / "b").split("train").image(5)
     assert np.array_equal(first, again)
-    cached = next((tmp_path / "b" / "cache" / "synthderm").glob("*train-8.npy"))
+    cached = _train_file(tmp_path / "b" / "cache" / "synthderm")
     assert np.array_equal(np.load(cached)[5], first)
     cached.write_bytes(b"not a numpy file")
     embedded._MEMORY.clear()
