@@ -19,7 +19,7 @@ from backend.evaluation import accuracy, clean_and_attacked_accuracy, predict_lo
 from backend.models import LoadedModel, ModelMeta, architecture_names, build_model, get_architecture
 from backend.options import check_choices, option
 from backend.progress import ProgressCallback
-from backend.training_core import Trainer, make_optimizer
+from backend.training_core import OptimizerName, Trainer, make_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "channel_statistics"]
 
@@ -34,7 +34,8 @@ class TrainConfig:
     epochs: int = option(12, help="passes over the training split")
     batch_size: int = option(64, help="images per step")
     lr: float = option(2e-3, help="peak learning rate (one-cycle schedule)")
-    weight_decay: float = option(5e-4, help="AdamW weight decay")
+    optimizer: OptimizerName = option("adamw", help="optimiser: adamw, adam, or sgd with momentum 0.9")
+    weight_decay: float = option(5e-4, help="weight decay of the optimiser (decoupled for adamw)")
     seed: int = option(0, help="random seed (initialisation, data order, augmentation)")
     augment: bool = option(True, help="random flips and transposes of the training images")
     num_workers: int = option(0, help="DataLoader worker processes")
@@ -122,7 +123,7 @@ def train_model(
         persistent_workers=config.num_workers > 0,
     )
     module = build_model(config.arch, len(dataset.classes)).to(device)
-    optimizer = make_optimizer("adamw", module.parameters(), config.lr, config.weight_decay)
+    optimizer = make_optimizer(config.optimizer, module.parameters(), config.lr, config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * len(loader), pct_start=0.2
     )
