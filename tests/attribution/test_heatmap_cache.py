@@ -11,11 +11,13 @@ from sklearn.metrics import roc_curve
 
 from backend.attribution import (
     cached_heatmaps,
+    cached_outlier_scores,
     class_heatmaps,
     heatmap_features,
     heatmap_outlier_scores,
     split_heatmap_features,
     split_outlier_scores,
+    stored_outlier_scores,
     view_batch,
 )
 from backend.concepts import embedding, project_embedding, roc_points
@@ -185,6 +187,21 @@ def test_split_outlier_scores_group_cached_heatmaps_by_predicted_class(model, sm
     np.testing.assert_allclose(scores, heatmap_outlier_scores(maps, predicted), atol=1e-9)
     features = split_heatmap_features(model, view, small_dataset.dataset_id, workspace=tmp_path)
     np.testing.assert_allclose(features, heatmap_features(maps), atol=1e-12)  # stored, read back the same
+
+
+def test_outlier_scores_are_the_same_cold_or_warm_and_a_damaged_file_is_computed_again(model, small_dataset, tmp_path):
+    view, dataset_id = small_dataset.split("val"), small_dataset.dataset_id
+    predicted = cached_predictions(model, view, dataset_id, workspace=tmp_path).predicted
+    assert stored_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path) is None
+    cold = cached_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path)
+    warm = cached_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path)
+    stored = stored_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path)
+    assert cold.tobytes() == warm.tobytes() == stored.tobytes()
+    assert stored_outlier_scores(model, view, dataset_id, 1 - predicted, workspace=tmp_path) is None  # keyed by them
+    for path in (tmp_path / "cache" / "outliers").glob("*.npy"):  # the scores and the features
+        path.write_bytes(b"not a numpy file")
+    assert stored_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path) is None
+    assert cached_outlier_scores(model, view, dataset_id, predicted, workspace=tmp_path).tobytes() == cold.tobytes()
 
 
 def test_tsne_of_a_large_split_maps_a_subsample_and_places_the_rest_among_their_neighbours(monkeypatch):
