@@ -1,27 +1,32 @@
 """Options declared once: a config dataclass field carries its default, its choices (a `Literal` type, or a
 registry given in the metadata) and its help text; the CLI's arguments and the dashboard's forms are built from
 these declarations, and `check_choices` validates them. The options every command shares (workspace, JSON output,
-model, dataset) are declared here once, as small configs a command's config inherits."""
+model, dataset, layer) are declared here once, as small configs a command's config inherits."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 
 __all__ = [
     "CommonOptions",
     "DatasetOption",
     "JsonOutput",
+    "LayerOption",
     "ModelOption",
     "Nested",
     "Option",
     "check_choices",
+    "described",
     "nested",
     "nested_of",
     "option",
@@ -169,6 +174,16 @@ def nested_of(config: type) -> list[Nested]:
     ]
 
 
+def described(config: type) -> tuple[str, str | None]:
+    """What a command's (or a benchmark's) options say it does: the first paragraph of their docstring (its help, on
+    one line) and the other paragraphs (its description; None without)."""
+    doc = config.__doc__ or ""
+    if not doc.strip() or doc.startswith(f"{config.__name__}("):  # none, or the signature dataclass writes
+        raise TypeError(f"{config.__name__}: the options of a command say what it does in their docstring")
+    first, *rest = (" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))
+    return first, "\n\n".join(rest) or None
+
+
 def check_choices(config) -> None:
     """Raise ConfigError for a field whose value is not one of its choices (Literal or registry)."""
     for opt in options_of(type(config)):
@@ -201,9 +216,21 @@ class ModelOption:
 
     checkpoint: str | None = option(None, help="model (default: the shipped default model)")
 
+    @property
+    def checkpoint_path(self) -> Path:
+        """The --checkpoint, else the shipped default model."""
+        return Path(self.checkpoint) if self.checkpoint else DEFAULT_CHECKPOINT
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatasetOption:
     """The dataset a command works on."""
 
     dataset: str | None = option(None, help="dataset spec (default: the one the model was trained on)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerOption:
+    """The layer a command's CAV lives in."""
+
+    layer: str | None = option(None, help="the CAV layer (default: the architecture's default CAV layer)")

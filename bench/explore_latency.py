@@ -11,15 +11,18 @@ sends even a small split (a smoke test's) to the background, as a large one goes
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from streamlit.testing.v1 import AppTest
 
 import app.analysis
+from backend.cli.arguments import parse
+from backend.options import option, switch
 from backend.runs import ANALYSIS_KIND, FINAL_STATUSES, AnalysisJob, LocalExecutor
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
@@ -105,15 +108,16 @@ def _beside_heatmap_job(at: AppTest, checkpoint: str, dataset: str) -> float:
     return seconds
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExploreLatencyOptions:
+    mode: Literal["first", "grid"] = option(help="what to measure", positional=True)
+    checkpoint: str = option(help="the model the app opens")
+    dataset: str = option(help="the dataset spec the app opens")
+    background: bool = switch(help="analyse the split in the background however small it is")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=("first", "grid"))
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument(
-        "--background", action="store_true", help="analyse the split in the background however small it is"
-    )
-    args = parser.parse_args()
+    args = parse(ExploreLatencyOptions, description=__doc__)
     if args.background:
         app.analysis.INLINE_PIXELS = 0  # AppTest runs the pages in this process
     measure = first_render if args.mode == "first" else grid_page

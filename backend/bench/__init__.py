@@ -1,10 +1,11 @@
-"""Benchmarks behind `python -m backend bench NAME`: each prints its figures and returns a JSON-ready dict."""
+"""Benchmarks behind `python -m backend bench NAME`: each takes its options (a `BenchOptions` config) and returns a
+typed result (a `BenchResult`: its JSON and the figures it prints)."""
 
 from __future__ import annotations
 
-from backend.bench.registry import Benchmark, register_bench, registered
+from backend.bench.registry import Benchmark, BenchOptions, BenchResult, printed, register_bench, registered
 
-__all__ = ["Benchmark", "benchmarks", "register_bench"]
+__all__ = ["BenchOptions", "BenchResult", "Benchmark", "benchmarks", "printed", "register_bench"]
 
 
 def benchmarks() -> dict[str, Benchmark]:

@@ -23,15 +23,15 @@ from backend.attribution import (
 from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import cached_activations, fit_cav
 from backend.data import open_dataset
-from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.models import load_checkpoint
-from backend.options import ModelOption, option, switch
+from backend.options import LayerOption, ModelOption, switch
 
 
 @dataclass(frozen=True, kw_only=True)
-class AttributionBench(BenchOptions, ModelOption):
-    layer: str | None = option(None, help="CAV layer for concept heatmaps (default: the architecture's default)")
+class AttributionBench(BenchOptions, ModelOption, LayerOption):
+    """R_bias, concept-mask IoU and LRP latency"""
+
     quick: bool = switch(help="300 test and 150 validation samples, fewer timings")
 
 
@@ -61,9 +61,9 @@ def _in_batches(fn, x: torch.Tensor, size: int = 128):
     return [fn(x[i : i + size]) for i in range(0, len(x), size)]
 
 
-@register_bench("attribution", help="R_bias, concept-mask IoU and LRP latency", options=AttributionBench)
+@register_bench("attribution", AttributionBench)
 def bench_attribution(opts: AttributionBench) -> AttributionResult:
-    model = load_checkpoint(opts.checkpoint or DEFAULT_CHECKPOINT)
+    model = load_checkpoint(opts.checkpoint_path)
     dataset = open_dataset(model.meta.dataset, opts.workspace)
     if dataset.planting is None:
         raise ConfigError("bench attribution needs a dataset with a planted artifact")

@@ -22,15 +22,15 @@ from backend.concepts import (
     significance,
 )
 from backend.data import open_dataset
-from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
-from backend.options import ModelOption, option, switch
+from backend.options import LayerOption, ModelOption, option, switch
 from backend.storage import resolve_workspace
 
 
 @dataclass(frozen=True, kw_only=True)
-class CavBench(BenchOptions, ModelOption):
-    layer: str | None = option(None, help="CAV layer (default: the architecture's default layer)")
+class CavBench(BenchOptions, ModelOption, LayerOption):
+    """CAV kinds: alignment, AUC, fit time; activation cache speed-up"""
+
     pooling: Literal["max", "mean"] = option("max", help="how the layer's maps are pooled")
     quick: bool = switch(help="fit on 1,000 training samples, 10 random CAVs")
 
@@ -67,9 +67,9 @@ class CavResult(BenchResult):
         ]
 
 
-@register_bench("cav", help="CAV kinds: alignment, AUC, fit time; activation cache speed-up", options=CavBench)
+@register_bench("cav", CavBench)
 def bench_cav(opts: CavBench) -> CavResult:
-    model = load_checkpoint(opts.checkpoint or DEFAULT_CHECKPOINT)
+    model = load_checkpoint(opts.checkpoint_path)
     layer = opts.layer or model.default_layer
     dataset = open_dataset(model.meta.dataset, opts.workspace)
     workspace = resolve_workspace(opts.workspace)

@@ -17,6 +17,8 @@ _FIGURES = ("test_clean_acc", "test_attacked_acc")
 
 @dataclass(frozen=True, kw_only=True)
 class DefaultModelBench(BenchOptions):
+    """train the default model again from its seed and compare its figures with the shipped card"""
+
     tolerance: float = option(0.01, help="largest accepted difference")
 
 
@@ -41,11 +43,7 @@ class DefaultModelResult(BenchResult):
         ]
 
 
-@register_bench(
-    "default-model",
-    help="train the default model again from its seed and compare its figures with the shipped card",
-    options=DefaultModelBench,
-)
+@register_bench("default-model", DefaultModelBench)
 def bench_default_model(opts: DefaultModelBench) -> DefaultModelResult:
     card = load_checkpoint(DEFAULT_CHECKPOINT).meta.metrics
     result = train_model(TrainConfig(device="cpu"), workspace=resolve_workspace(opts.workspace))

@@ -6,19 +6,18 @@ what it proposes anyway."""
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 from backend.bench.multi import parse_plantings, write_folders
-from backend.bench.natural import trained_once
-from backend.bench.registry import register_bench
+from backend.bench.natural import FolderBench, folder_model, trained_once
+from backend.bench.registry import BenchResult, register_bench
 from backend.concepts import read_concept_labels
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.discovery import ClassDiscovery, discover_class
 from backend.models import load_checkpoint
-from backend.storage import resolve_workspace
+from backend.options import option, switch
 
 _TOP = 5
 # Three shortcuts the model learns. Not bench multi's band-aid: measured, this model does not learn it (band-aids in
@@ -26,19 +25,32 @@ _TOP = 5
 DEFAULT_PLANTINGS = "skin_marker:melanoma,dark_corner:nevus,ruler:seborrheic_keratosis"
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--artifacts", default=DEFAULT_PLANTINGS, help=f"ARTIFACT:CLASS pairs (default {DEFAULT_PLANTINGS})"
-    )
-    parser.add_argument(
-        "--n-train", type=int, default=3000, help="training images of the planted folder (default 3000)"
-    )
-    parser.add_argument("--p", type=float, default=0.3, help="share of each class's training images with its artifact")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs of the planted and clean models")
-    parser.add_argument(
-        "--quick", action="store_true", help="600 training images, 6 epochs, no clean model: a smoke test"
-    )
-    parser.add_argument("--root", help="where to write the folder and models (default <workspace>/bench-discovery)")
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryBench(FolderBench):
+    """Reveal's candidates against planted artifacts: three artifacts in three classes, the default model, and a model
+    trained without any artifact"""
+
+    artifacts: str = option(DEFAULT_PLANTINGS, help=f"ARTIFACT:CLASS pairs (default {DEFAULT_PLANTINGS})")
+    epochs: int = option(12, help="training epochs of the planted and clean models")
+    quick: bool = switch(help="600 training images, 6 epochs, no clean model: a smoke test")
+
+
+@dataclass(frozen=True)
+class DiscoveryResult(BenchResult):
+    artifacts: dict[str, dict]  # artifact -> the best of its class's top candidates (score) and the class
+    default_model: dict
+    default_model_top_scores: list[float]
+    clean_model: dict[str, list[dict]]  # class -> its top candidates
+    plantings: dict[str, str]
+    images: int
+    p: float
+    seconds: float
+
+    def lines(self) -> list[str]:
+        met = [a for a, row in self.artifacts.items() if row["precision"] >= 0.9 and row["recall"] >= 0.5]
+        return [
+            f"{len(met)} of {len(self.artifacts)} planted artifacts found in their class's top {_TOP} (>= 0.9 / >= 0.5)"
+        ]
 
 
 def score(found: ClassDiscovery, planted: set[str]) -> dict:
@@ -76,23 +88,14 @@ def _report(name: str, row: dict) -> str:
     )
 
 
-@register_bench(
-    "discovery",
-    help="Reveal's candidates against planted artifacts: three artifacts in three classes, the default model, and a "
-    "model trained without any artifact",
-    add_arguments=_arguments,
-)
-def bench_discovery(args: argparse.Namespace) -> dict:
-    workspace = resolve_workspace(args.workspace)
-    plantings = parse_plantings(args.artifacts)
-    root = Path(args.root) if args.root else workspace / "bench-discovery"
-    n_train, epochs = (600, 6) if args.quick else (args.n_train, args.epochs)
+@register_bench("discovery", DiscoveryBench)
+def bench_discovery(opts: DiscoveryBench) -> DiscoveryResult:
+    workspace, root, n_train, epochs = opts.folder("discovery")
+    plantings = parse_plantings(opts.artifacts)
     t0 = time.perf_counter()
-    write_folders(root, plantings, n_train, args.p)
-    spec = f"folder:{root / 'images'}?size=64"
-    model = trained_once(root / f"model-{n_train}-{epochs}.safetensors", spec, epochs, workspace)
-    dataset = open_dataset(spec, workspace)
-    print(f"planted folder {root}: {plantings} at p={args.p}, {n_train} training images")
+    write_folders(root, plantings, n_train, opts.p)
+    _, _, model, dataset = folder_model(root, n_train, epochs, workspace)
+    print(f"planted folder {root}: {plantings} at p={opts.p}, {n_train} training images")
     artifacts = {}
     for artifact, class_name in plantings.items():
         labels = read_concept_labels(root / f"labels-{artifact}.csv")
@@ -111,7 +114,7 @@ def bench_discovery(args: argparse.Namespace) -> dict:
     print(_report(f"{default_row['artifact']} in {target}", default_row))
 
     clean = {}
-    if not args.quick:
+    if not opts.quick:
         clean_spec = "synthderm?artifact=none&seed=0&size=64"
         clean_model = trained_once(root / f"clean-{epochs}.safetensors", clean_spec, epochs, workspace)
         clean_data = open_dataset(clean_spec, workspace)
@@ -124,16 +127,5 @@ def bench_discovery(args: argparse.Namespace) -> dict:
                 + (f"{top['candidate']}: {top['size']} images, d' {top['score']:.2f}" if top else "no candidate")
             )
     biased_scores = [c["score"] for c in _proposals(found)]
-    result = {
-        "artifacts": artifacts,
-        "default_model": default_row,
-        "default_model_top_scores": biased_scores,
-        "clean_model": clean,
-        "plantings": plantings,
-        "images": n_train,
-        "p": args.p,
-        "seconds": time.perf_counter() - t0,
-    }
-    met = [a for a, row in artifacts.items() if row["precision"] >= 0.9 and row["recall"] >= 0.5]
-    print(f"{len(met)} of {len(artifacts)} planted artifacts found in their class's top {_TOP} (>= 0.9 / >= 0.5)")
-    return result
+    seconds = time.perf_counter() - t0
+    return DiscoveryResult(artifacts, default_row, biased_scores, clean, plantings, n_train, opts.p, seconds)

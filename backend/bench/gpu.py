@@ -12,15 +12,15 @@ the other's cached activations; clean and attacked test accuracy after it must a
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from backend.attribution import class_heatmaps, view_batch
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, printed, register_bench
 from backend.concepts import collect_in_one_pass
 from backend.correction import LoopConfig
 from backend.data import open_dataset
@@ -28,15 +28,45 @@ from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.device import resolve_device
 from backend.errors import ConfigError
 from backend.models import load_checkpoint
+from backend.options import option
 from backend.runs import CorrectionJob, analysis_wanted, run_correction_job
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cuda", help="the device compared with the CPU (default cuda)")
-    parser.add_argument("--images", type=int, default=1024, help="training images of the stage timings (1024)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of each correction (default 10)")
-    parser.add_argument("--tolerance", type=float, default=0.01, help="largest accuracy difference (0.01)")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset spec (default: the embedded benchmark)")
+@dataclass(frozen=True, kw_only=True)
+class GpuBench(BenchOptions):
+    """the stages and a correction on the GPU against the CPU"""
+
+    device: str = option("cuda", help="the device compared with the CPU")
+    images: int = option(1024, help="training images of the stage timings")
+    epochs: int = option(10, help="epochs of each correction")
+    tolerance: float = option(0.01, help="largest accuracy difference")
+    dataset: str = option(DEFAULT_DATASET, help="dataset spec (default: the embedded benchmark)")
+
+
+@dataclass(frozen=True)
+class GpuResult(BenchResult):
+    device: str  # the compared device's name
+    images: int
+    stages: dict[str, dict]  # stage -> cpu_s, device_s, speedup
+    agreement: dict[str, float]  # max_logit_diff, same_prediction, heatmap_correlation
+    correction: dict  # cpu, device: seconds, clean_acc, attacked_acc; epochs, mixed_precision
+    accuracy_diff: dict[str, float]
+    agree: bool
+    tolerance: float = printed()
+
+    def lines(self) -> list[str]:
+        diffs, epochs, runs = self.accuracy_diff, self.correction["epochs"], self.correction
+        return [
+            *(
+                f"  RR-ClArC {epochs} epochs on {'cpu' if where == 'cpu' else self.device}: "
+                f"{runs[where]['seconds']:.1f} s, clean {runs[where]['clean_acc']:.1%}, "
+                f"attacked {runs[where]['attacked_acc']:.1%}"
+                for where in ("cpu", "device")
+            ),
+            f"  accuracy differences: clean {diffs['clean_acc'] * 100:.2f} pts, attacked "
+            f"{diffs['attacked_acc'] * 100:.2f} pts: {'within' if self.agree else 'OUTSIDE'} "
+            f"{self.tolerance * 100:.0f} point",
+        ]
 
 
 def _sync(device: torch.device) -> None:
@@ -85,15 +115,15 @@ def _heatmap_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.divide((a * b).sum(axis=1), norms, out=np.ones(len(a)), where=norms > 0)))
 
 
-@register_bench("gpu", help="the stages and a correction on the GPU against the CPU", add_arguments=_arguments)
-def bench_gpu(args: argparse.Namespace) -> dict:
-    if args.device == "auto":
+@register_bench("gpu", GpuBench)
+def bench_gpu(opts: GpuBench) -> GpuResult:
+    if opts.device == "auto":
         raise ConfigError("bench gpu compares one named device with the CPU: use --device cuda (or cpu)")
-    device = resolve_device(args.device)  # 'cuda' without a GPU: a clear error, nothing measured
+    device = resolve_device(opts.device)  # 'cuda' without a GPU: a clear error, nothing measured
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    dataset = open_dataset(args.dataset)
-    view = dataset.split("train").head(args.images)
-    print(f"{name} against the CPU ({torch.get_num_threads()} threads), {len(view)} images of {args.dataset}")
+    dataset = open_dataset(opts.dataset)
+    view = dataset.split("train").head(opts.images)
+    print(f"{name} against the CPU ({torch.get_num_threads()} threads), {len(view)} images of {opts.dataset}")
     cpu, other = _stages(torch.device("cpu"), view, dataset.dataset_id), _stages(device, view, dataset.dataset_id)
     agreement = {
         "max_logit_diff": float(np.abs(cpu["logits"] - other["logits"]).max()),
@@ -110,25 +140,17 @@ def bench_gpu(args: argparse.Namespace) -> dict:
         f"  agreement: logits within {agreement['max_logit_diff']:.2e}, {agreement['same_prediction']:.1%} same "
         f"predictions, heatmap correlation {agreement['heatmap_correlation']:.4f}"
     )
-    runs = {"cpu": _correction("cpu", args.epochs, args.dataset)}
-    runs["device"] = _correction(args.device, args.epochs, args.dataset)
+    runs = {"cpu": _correction("cpu", opts.epochs, opts.dataset)}
+    runs["device"] = _correction(opts.device, opts.epochs, opts.dataset)
     diffs = {key: abs(runs["cpu"][key] - runs["device"][key]) for key in ("clean_acc", "attacked_acc")}
-    agree = all(d <= args.tolerance for d in diffs.values())
-    for where, run in runs.items():
-        print(
-            f"  RR-ClArC {args.epochs} epochs on {'cpu' if where == 'cpu' else name}: {run['seconds']:.1f} s, "
-            f"clean {run['clean_acc']:.1%}, attacked {run['attacked_acc']:.1%}"
-        )
-    print(
-        f"  accuracy differences: clean {diffs['clean_acc'] * 100:.2f} pts, attacked {diffs['attacked_acc'] * 100:.2f} "
-        f"pts: {'within' if agree else 'OUTSIDE'} {args.tolerance * 100:.0f} point"
+    agree = all(d <= opts.tolerance for d in diffs.values())
+    return GpuResult(
+        device=name,
+        images=len(view),
+        stages=stages,
+        agreement=agreement,
+        correction=runs | {"epochs": opts.epochs, "mixed_precision": device.type == "cuda"},
+        accuracy_diff=diffs,
+        agree=agree,
+        tolerance=opts.tolerance,
     )
-    return {
-        "device": name,
-        "images": len(view),
-        "stages": stages,
-        "agreement": agreement,
-        "correction": runs | {"epochs": args.epochs, "mixed_precision": device.type == "cuda"},
-        "accuracy_diff": diffs,
-        "agree": agree,
-    }

@@ -9,11 +9,10 @@ that artifact), so no estimate stands between the figures and the truth.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,41 +20,58 @@ import torch
 from torch.utils.data import TensorDataset
 
 from backend.attribution import image_batch
-from backend.bench.natural import save_png, trained_once, write_artifact_labels
-from backend.bench.registry import register_bench
+from backend.bench.natural import CorrectionFolderBench, folder_model, save_png, write_artifact_labels
+from backend.bench.registry import BenchResult, register_bench
 from backend.concepts import fit_concept, read_concept_labels
 from backend.correction import ConceptTarget, LoopConfig, RRClarcConfig, correct
-from backend.data import apply_artifact, open_dataset
+from backend.data import apply_artifact
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
 from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
 from backend.models import load_checkpoint
+from backend.options import option
 from backend.runs import CorrectionJob, ExtraConcept, run_correction_job
-from backend.storage import resolve_workspace
 
 DEFAULT_PLANTINGS = "skin_marker:melanoma,band_aid:nevus,ruler:seborrheic_keratosis"
 _SEED = 11  # SynthDerm images other than the embedded benchmark's (seed 0) and bench natural's (7)
 _SPLITS = ("train", "val", "test")
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--artifacts",
-        default=DEFAULT_PLANTINGS,
+@dataclass(frozen=True, kw_only=True)
+class MultiBench(CorrectionFolderBench):
+    """several planted artifacts in different classes: one joint RR-ClArC run against sequential single-artifact runs
+    and fine-tuning, each artifact measured on its true attacked test folder"""
+
+    artifacts: str = option(
+        DEFAULT_PLANTINGS,
         help=f"ARTIFACT:CLASS pairs, comma-separated, each class at most once (default {DEFAULT_PLANTINGS})",
     )
-    parser.add_argument("--n-train", type=int, default=3000, help="training images (default 3000)")
-    parser.add_argument("--p", type=float, default=0.3, help="share of each class's training images with its artifact")
-    parser.add_argument("--epochs", type=int, default=12, help="epochs of the biased model's training (default 12)")
-    parser.add_argument("--correction-epochs", type=int, default=20, help="epochs of each correction (default 20)")
-    parser.add_argument("--lam", type=float, default=1e5, help="RR-ClArC's λ for every artifact (default 1e5)")
-    parser.add_argument(
-        "--no-select",
-        dest="select",
-        action="store_false",
-        help="skip choosing the joint run's gradient target, λ and epochs on validation images (use --lam)",
+    lam: float = option(1e5, help="RR-ClArC's λ for every artifact (default 1e5)")
+    select: bool = option(
+        True,
+        help="choose the joint run's gradient target, λ and epochs on validation images (--no-select: use --lam)",
     )
-    parser.add_argument("--quick", action="store_true", help="600 training images, 6 + 5 epochs: a smoke test")
-    parser.add_argument("--root", help="where to write the folders (default <workspace>/bench-multi)")
+
+
+@dataclass(frozen=True)
+class MultiResult(BenchResult):
+    images: int
+    p: float
+    plantings: dict[str, str]
+    lam: float
+    correction_epochs: int
+    before: dict  # clean_acc, and per artifact its attacked accuracy, TCAV sensitivity and R_bias
+    runs: dict[str, dict]  # joint(_default), sequential (with its steps), finetune: the figures after, gaps closed
+    seconds: float
+
+    def lines(self) -> list[str]:
+        joint = self.runs["joint"]
+        worst = min(row["gap_closed"] for row in joint["artifacts"].values() if row["gap_closed"] is not None)
+        return [
+            f"joint RR-ClArC ({joint['settings']['gradient_target']}, λ {joint['settings']['lam']:g}, "
+            f"{joint['settings']['epochs']} epochs) closes at least {worst:.1%} of every artifact's gap at "
+            f"{joint['clean_change_points']:+.1f} "
+            f"points of clean accuracy (target: >= 70% at >= -2.0)"
+        ]
 
 
 def parse_plantings(text: str) -> dict[str, str]:
@@ -207,26 +223,15 @@ def _choose_joint(model, dataset, cavs, labels_files, images, base_epochs: int, 
     return max(allowed, key=lambda t: t["worst_gap_closed"]), tried
 
 
-@register_bench(
-    "multi",
-    help="several planted artifacts in different classes: one joint RR-ClArC run against sequential single-artifact "
-    "runs and fine-tuning, each artifact measured on its true attacked test folder",
-    add_arguments=_arguments,
-)
-def bench_multi(args: argparse.Namespace) -> dict:
-    workspace = resolve_workspace(args.workspace)
-    plantings = parse_plantings(args.artifacts)
-    root = Path(args.root) if args.root else workspace / "bench-multi"
-    n_train = 600 if args.quick else args.n_train
-    epochs = 6 if args.quick else args.epochs
-    loop = LoopConfig(epochs=5 if args.quick else args.correction_epochs, device="cpu")
+@register_bench("multi", MultiBench)
+def bench_multi(opts: MultiBench) -> MultiResult:
+    workspace, root, n_train, epochs = opts.folder("multi")
+    plantings = parse_plantings(opts.artifacts)
+    loop = LoopConfig(epochs=opts.correction_budget(), device="cpu")
     t0 = time.perf_counter()
-    write_folders(root, plantings, n_train, args.p)
-    spec = f"folder:{root / 'images'}?size=64"
-    checkpoint = root / f"model-{n_train}-{epochs}.safetensors"
-    model = trained_once(checkpoint, spec, epochs, workspace)
-    dataset = open_dataset(spec, workspace)
-    print(f"folder {root}: {n_train} training images, {plantings} at p={args.p}; model {checkpoint.name}")
+    write_folders(root, plantings, n_train, opts.p)
+    spec, checkpoint, model, dataset = folder_model(root, n_train, epochs, workspace)
+    print(f"folder {root}: {n_train} training images, {plantings} at p={opts.p}; model {checkpoint.name}")
 
     cavs, files = {}, {}
     for artifact in plantings:
@@ -245,7 +250,7 @@ def bench_multi(args: argparse.Namespace) -> dict:
             checkpoint=str(base),
             dataset=spec,
             method=method,
-            method_options=(options or {"lam": args.lam}) if method == "rrclarc" else {},
+            method_options=(options or {"lam": opts.lam}) if method == "rrclarc" else {},
             loop=replace(loop, epochs=epochs or loop.epochs),
             cav=str(files[first]),
             labels=str(root / f"labels-{first}.csv"),
@@ -256,7 +261,7 @@ def bench_multi(args: argparse.Namespace) -> dict:
                     labels=str(root / f"labels-{a}.csv"),
                     attacked_dataset=f"folder:{root / f'attacked-{a}'}",
                 )
-                for a in rest
+                for a in artifacts
             ),
         )
 
@@ -275,8 +280,8 @@ def bench_multi(args: argparse.Namespace) -> dict:
 
     runs, steps = {}, []
     names = list(plantings)
-    settings = {"gradient_target": RRClarcConfig().gradient_target, "lam": args.lam, "epochs": loop.epochs}
-    if args.select:  # the settings of every run below, chosen on validation images; the defaults' joint run too
+    settings = {"gradient_target": RRClarcConfig().gradient_target, "lam": opts.lam, "epochs": loop.epochs}
+    if opts.select:  # the settings of every run below, chosen on validation images; the defaults' joint run too
         runs["joint_default"] = corrected(
             run_correction_job(job("joint-default", checkpoint, "rrclarc", names), workspace=workspace)
         )
@@ -294,7 +299,7 @@ def bench_multi(args: argparse.Namespace) -> dict:
     runs["joint"] = corrected(
         run_correction_job(job("joint", checkpoint, "rrclarc", names, options, settings["epochs"]), workspace=workspace)
     )
-    runs["joint"]["settings"] = settings | ({"validation": tried} if args.select else {})
+    runs["joint"]["settings"] = settings | ({"validation": tried} if opts.select else {})
     print(_line("joint", runs["joint"]))
     base = checkpoint
     for k, artifact in enumerate(names):
@@ -313,21 +318,4 @@ def bench_multi(args: argparse.Namespace) -> dict:
         )
     )
     print(_line("finetune", runs["finetune"]))
-    joint = runs["joint"]
-    worst = min(row["gap_closed"] for row in joint["artifacts"].values() if row["gap_closed"] is not None)
-    print(
-        f"joint RR-ClArC ({joint['settings']['gradient_target']}, λ {joint['settings']['lam']:g}, "
-        f"{joint['settings']['epochs']} epochs) closes at least {worst:.1%} of every artifact's gap at "
-        f"{joint['clean_change_points']:+.1f} "
-        f"points of clean accuracy (target: >= 70% at >= -2.0)"
-    )
-    return {
-        "images": n_train,
-        "p": args.p,
-        "plantings": plantings,
-        "lam": args.lam,
-        "correction_epochs": loop.epochs,
-        "before": before,
-        "runs": runs,
-        "seconds": time.perf_counter() - t0,
-    }
+    return MultiResult(n_train, opts.p, plantings, opts.lam, loop.epochs, before, runs, time.perf_counter() - t0)

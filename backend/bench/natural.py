@@ -12,22 +12,23 @@ CAV scopes, RR-ClArC's closure of the clean-vs-attacked gap on the true folder, 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import resolve_cav
 from backend.correction import LoopConfig
 from backend.data import open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
 from backend.evaluation import AttackConfig, evaluate
 from backend.models import load_checkpoint, save_checkpoint
+from backend.options import option, switch
 from backend.runs import CorrectionJob, run_correction_job
 from backend.storage import resolve_workspace
 from backend.training import TrainConfig, train_model
@@ -37,13 +38,60 @@ _SEED = 7  # SynthDerm images other than the embedded benchmark's (seed 0)
 _SPLITS = ("train", "val", "test")
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-train", type=int, default=3000, help="training images (default 3000)")
-    parser.add_argument("--p", type=float, default=0.3, help="share of melanoma training images with a sticker (0.3)")
-    parser.add_argument("--epochs", type=int, default=12, help="epochs of the biased model's training (default 12)")
-    parser.add_argument("--correction-epochs", type=int, default=20, help="epochs of each correction (default 20)")
-    parser.add_argument("--quick", action="store_true", help="600 training images, 6 + 5 epochs: a smoke test")
-    parser.add_argument("--root", help="where to write the folders (default <workspace>/bench-natural)")
+@dataclass(frozen=True, kw_only=True)
+class FolderBench(BenchOptions):
+    """A bench on an image folder it writes, with artifacts in a share of some classes' images, and a model it trains
+    on the folder (both once per configuration)."""
+
+    n_train: int = option(3000, help="training images of the folder")
+    p: float = option(0.3, help="share of each planted class's training images with its artifact")
+    epochs: int = option(12, help="epochs of the biased model's training")
+    quick: bool = switch(help="600 training images, 6 epochs: a smoke test")
+    root: str | None = option(None, help="where to write the folders and models (default <workspace>/bench-NAME)")
+
+    def folder(self, name: str) -> tuple[Path, Path, int, int]:
+        """The workspace, the folder's root (--root, else bench-NAME in the workspace), its training images and the
+        model's epochs (600 and 6 with --quick)."""
+        workspace = resolve_workspace(self.workspace)
+        root = Path(self.root) if self.root else workspace / f"bench-{name}"
+        return (workspace, root, *((600, 6) if self.quick else (self.n_train, self.epochs)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorrectionFolderBench(FolderBench):
+    """A folder bench that corrects the model it trained."""
+
+    correction_epochs: int = option(20, help="epochs of each correction")
+    quick: bool = switch(help="600 training images, 6 + 5 epochs: a smoke test")
+
+    def correction_budget(self) -> int:
+        """Epochs of each correction: 5 with --quick."""
+        return 5 if self.quick else self.correction_epochs
+
+
+@dataclass(frozen=True, kw_only=True)
+class NaturalBench(CorrectionFolderBench):
+    """correction on an image folder with an artifact the library did not plant: transplant estimate vs the true
+    attacked folder, both CAV scopes, fine-tuning as control"""
+
+
+@dataclass(frozen=True)
+class NaturalResult(BenchResult):
+    images: int
+    p: float
+    attacked_class: str
+    before: dict  # the true attacked folder's figures, and the transplant's estimate of attacked accuracy
+    runs: dict[str, dict]  # name -> cav_scope, transplanted, true, clean, after, gap_closed_true, ...
+    seconds: float
+
+    def lines(self) -> list[str]:
+        rr = self.runs["rrclarc_attacked_class"]
+        return [
+            f"RR-ClArC with defaults closes {rr['gap_closed_true']:.0%} of the gap on the true attacked folder at "
+            f"{rr['clean_change_points']:+.1f} points of clean accuracy; the transplant estimate is off by "
+            f"{rr['transplant_error_points']['before']:+.1f} points before and "
+            f"{rr['transplant_error_points']['after']:+.1f} after"
+        ]
 
 
 def draw_sticker(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +160,14 @@ def trained_once(path: Path, spec: str, epochs: int, workspace: Path):
     return load_checkpoint(path)
 
 
+def folder_model(root: Path, n_train: int, epochs: int, workspace: Path):
+    """The spec of the folder under `root`, the model trained on it (`epochs`, once: `root/model-N-E.safetensors`),
+    that checkpoint and the folder opened as a dataset."""
+    spec = f"folder:{root / 'images'}?size=64"
+    checkpoint = root / f"model-{n_train}-{epochs}.safetensors"
+    return spec, checkpoint, trained_once(checkpoint, spec, epochs, workspace), open_dataset(spec, workspace)
+
+
 def write_artifact_labels(path: Path, sample_ids: list[str]) -> None:
     """A user's annotation file: the samples that show the artifact (`sample_id,label` with label 1)."""
     with open(path, "w", newline="") as handle:
@@ -129,28 +185,17 @@ def _figures(evaluation) -> dict:
     }
 
 
-@register_bench(
-    "natural",
-    help="correction on an image folder with an artifact the library did not plant: transplant estimate vs the "
-    "true attacked folder, both CAV scopes, fine-tuning as control",
-    add_arguments=_arguments,
-)
-def bench_natural(args: argparse.Namespace) -> dict:
-    workspace = resolve_workspace(args.workspace)
-    root = Path(args.root) if args.root else workspace / "bench-natural"
-    n_train = 600 if args.quick else args.n_train
-    epochs = 6 if args.quick else args.epochs
-    correction_epochs = 5 if args.quick else args.correction_epochs
+@register_bench("natural", NaturalBench)
+def bench_natural(opts: NaturalBench) -> NaturalResult:
+    workspace, root, n_train, epochs = opts.folder("natural")
+    correction_epochs = opts.correction_budget()
     t0 = time.perf_counter()
-    write_folders(root, n_train, args.p)
-    spec = f"folder:{root / 'images'}?size=64"
+    write_folders(root, n_train, opts.p)
+    spec, checkpoint, model, dataset = folder_model(root, n_train, epochs, workspace)
     truth = AttackConfig(attack="supplied", attacked_dataset=f"folder:{root / 'attacked'}")
     labels = str(root / "labels.csv")
-    checkpoint = root / f"model-{n_train}-{epochs}.safetensors"
-    model = trained_once(checkpoint, spec, epochs, workspace)
-    dataset = open_dataset(spec, workspace)
     print(
-        f"folder {root}: {n_train} training images, stickers in {args.p:.0%} of the melanomas; model {checkpoint.name}"
+        f"folder {root}: {n_train} training images, stickers in {opts.p:.0%} of the melanomas; model {checkpoint.name}"
     )
 
     runs, before = {}, None
@@ -194,19 +239,4 @@ def bench_natural(args: argparse.Namespace) -> dict:
             f"clean {row['clean']['before']:.3f} -> {row['clean']['after']:.3f}, gap closed "
             f"{row['gap_closed_true']:.0%}"
         )
-    result = {
-        "images": n_train,
-        "p": args.p,
-        "attacked_class": ATTACKED_CLASS,
-        "before": before,
-        "runs": runs,
-        "seconds": time.perf_counter() - t0,
-    }
-    rr = runs["rrclarc_attacked_class"]
-    print(
-        f"RR-ClArC with defaults closes {rr['gap_closed_true']:.0%} of the gap on the true attacked folder at "
-        f"{rr['clean_change_points']:+.1f} points of clean accuracy; the transplant estimate is off by "
-        f"{rr['transplant_error_points']['before']:+.1f} points before and "
-        f"{rr['transplant_error_points']['after']:+.1f} after"
-    )
-    return result
+    return NaturalResult(n_train, opts.p, ATTACKED_CLASS, before, runs, time.perf_counter() - t0)

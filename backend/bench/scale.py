@@ -20,7 +20,6 @@ the stage saw; `extrapolated_s` scales them to ISIC 2019's 25,331 images (its tr
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -30,20 +29,23 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from backend.attribution import cached_heatmaps, cached_outlier_scores
 from backend.bench.isic_folder import write_isic_folder
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import collect_activations, collect_in_one_pass
 from backend.correction import LoopConfig
 from backend.data import open_dataset
 from backend.evaluation import AttackConfig
 from backend.models import build_model, get_architecture, load_checkpoint, save_checkpoint
 from backend.models.checkpoint import ModelMeta
+from backend.options import option
 from backend.runs import CorrectionJob, analysis_wanted, run_correction_job, split_embedding
 from backend.storage import WORKSPACE_ENV, resolve_workspace
 from backend.storage.paths import ROOTS_ENV
@@ -53,15 +55,65 @@ _TRAIN_SHARE = 0.8  # the hash split's training share
 _REPO = Path(__file__).resolve().parents[2]
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", type=int, default=2000, help="images in the folder (default 2000)")
-    parser.add_argument("--arch", default="resnet18", help="architecture (default resnet18)")
-    parser.add_argument("--size", type=int, default=None, help="image size in pixels (default: the architecture's)")
-    parser.add_argument("--subset", type=int, default=256, help="images of the separate-vs-single pass ratio (256)")
-    parser.add_argument(
-        "--heatmap-images", type=int, default=None, help="heatmaps of the first K training images only (default all)"
-    )
-    parser.add_argument("--root", help="where to write the folder (default <workspace>/bench-scale/<images>)")
+@dataclass(frozen=True, kw_only=True)
+class ScaleBench(BenchOptions):
+    """analysis stages and a correction on an ISIC-sized folder"""
+
+    images: int = option(2000, help="images in the folder")
+    arch: str = option("resnet18", help="architecture")
+    size: int | None = option(None, help="image size in pixels (default: the architecture's)")
+    subset: int = option(256, help="images of the separate-vs-single pass ratio")
+    heatmap_images: int | None = option(None, help="heatmaps of the first K training images only (default all)")
+    root: str | None = option(None, help="where to write the folder (default <workspace>/bench-scale/<images>)")
+
+
+@dataclass(frozen=True)
+class ScaleResult(BenchResult):
+    images: int
+    arch: str
+    size: int
+    train_images: int
+    seconds: dict[str, float]  # by stage
+    per_image_ms: dict[str, float]
+    extrapolated_s: dict[str, float]  # to ISIC 2019's training split
+    first_render_s: float
+    setup_render_s: float
+    grid_page_s: float
+    grid_page_first_s: float
+    grid_page_cached_s: float
+    grid_page_beside_job_s: float
+    peak_rss_mb: float
+    peak_rss_mb_by_process: dict[str, float]
+    peak_rss_mb_by_stage: dict[str, float]
+    ratios: dict[str, float]  # separate_vs_single_pass, decode_cold_vs_warm
+    pass_ratio_images: int
+    stage_images: dict[str, int]
+    threads: int
+    json_digits: ClassVar[dict[str, int]] = {
+        "seconds": 2,
+        "per_image_ms": 2,
+        "extrapolated_s": 1,
+        "first_render_s": 2,
+        "setup_render_s": 2,
+        "grid_page_s": 2,
+        "grid_page_first_s": 2,
+        "grid_page_cached_s": 2,
+        "grid_page_beside_job_s": 2,
+        "peak_rss_mb": 1,
+        "peak_rss_mb_by_process": 1,
+        "ratios": 2,
+    }
+
+    def lines(self) -> list[str]:
+        return [
+            ", ".join(f"peak RSS of {k}: {v:,.0f} MB" for k, v in self.peak_rss_mb_by_process.items()),
+            "peak RSS by stage: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in self.peak_rss_mb_by_stage.items()),
+            f"extrapolated to ISIC 2019 ({ISIC_2019_IMAGES:,} images, 80% training):",
+            *(
+                f"  {stage:15s} {self.per_image_ms[stage]:8.2f} ms per image -> {value / 60:7.1f} min"
+                for stage, value in self.extrapolated_s.items()
+            ),
+        ]
 
 
 def _peak_rss_mb() -> float:
@@ -144,27 +196,27 @@ def _pass_ratio(model, view, dataset_id: str, wanted, subset: int) -> dict:
     return {"images": len(head), "separate_s": separate, "single_s": single, "ratio": separate / single}
 
 
-@register_bench("scale", help="analysis stages and a correction on an ISIC-sized folder", add_arguments=_arguments)
-def bench_scale(args: argparse.Namespace) -> dict:
-    arch = get_architecture(args.arch)
-    size = args.size or arch.input_size
-    root = Path(args.root or resolve_workspace() / "bench-scale" / str(args.images)).resolve()
+@register_bench("scale", ScaleBench)
+def bench_scale(opts: ScaleBench) -> ScaleResult:
+    arch = get_architecture(opts.arch)
+    size = opts.size or arch.input_size
+    root = Path(opts.root or resolve_workspace() / "bench-scale" / str(opts.images)).resolve()
     workspace = root / "workspace"
     seconds: dict[str, float] = {}
     images: dict[str, int] = {}
 
     start = time.perf_counter()
-    folder = write_isic_folder(root, args.images)
-    print(f"folder: {args.images:,} JPEGs of 600x450 in {root} ({'written' if folder['written'] else 'reused'})")
+    folder = write_isic_folder(root, opts.images)
+    print(f"folder: {opts.images:,} JPEGs of 600x450 in {root} ({'written' if folder['written'] else 'reused'})")
     if folder["written"]:
-        seconds["write_folder"], images["write_folder"] = time.perf_counter() - start, args.images
+        seconds["write_folder"], images["write_folder"] = time.perf_counter() - start, opts.images
     spec = f"isic:{root}?size={size}"
     shutil.rmtree(workspace, ignore_errors=True)  # its caches and run store: every stage starts cold
     dataset = open_dataset(spec, workspace)
     view = dataset.split("train")
-    checkpoint = _model(root, args.arch, size, dataset)
+    checkpoint = _model(root, opts.arch, size, dataset)
     model = load_checkpoint(checkpoint)
-    print(f"{len(view):,} training images; {args.arch} at {size} px, {torch.get_num_threads()} threads")
+    print(f"{len(view):,} training images; {opts.arch} at {size} px, {torch.get_num_threads()} threads")
 
     memory = _StageMemory()
     memory.stage = "decode"
@@ -175,7 +227,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
 
     wanted = analysis_wanted(model, (model.default_layer,), full_maps=True)
     memory.stage = "pass_ratio"
-    ratio = _pass_ratio(model, view, dataset.dataset_id, wanted, args.subset)
+    ratio = _pass_ratio(model, view, dataset.dataset_id, wanted, opts.subset)
     print(
         f"{len(wanted)} entries on {ratio['images']} images: {ratio['separate_s']:.1f} s in separate passes, "
         f"{ratio['single_s']:.1f} s in one ({ratio['ratio']:.2f}x)"
@@ -216,7 +268,7 @@ def bench_scale(args: argparse.Namespace) -> dict:
 
     memory.stage = "heatmaps"
     _clear(workspace, "heatmaps", "outliers")  # the grid pages' heatmaps: every map of the stage is computed
-    n_maps = min(args.heatmap_images or len(view), len(view))
+    n_maps = min(opts.heatmap_images or len(view), len(view))
     logits = collect_in_one_pass(model, view, dataset.dataset_id, wanted[:1], workspace=workspace)[wanted[0]].values
     predicted = np.asarray(logits).argmax(axis=1)
     start = time.perf_counter()
@@ -256,34 +308,28 @@ def bench_scale(args: argparse.Namespace) -> dict:
     by_stage = memory.stop()
     by_process = {"stages": _peak_rss_mb(), "app_first_render": first["peak_rss_mb"], "app_grid": grid["peak_rss_mb"]}
     peak = max(by_process.values())
-    result = {
-        "images": args.images,
-        "arch": args.arch,
-        "size": size,
-        "train_images": len(view),
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "per_image_ms": {k: round(v, 2) for k, v in per_image_ms.items()},
-        "extrapolated_s": {k: round(v, 1) for k, v in extrapolated.items()},
-        "first_render_s": round(first["first_render_s"], 2),
-        "setup_render_s": round(first["setup_s"], 2),
-        "grid_page_s": round(grid["grid_page_s"], 2),
-        "grid_page_first_s": round(grid["grid_page_first_s"], 2),
-        "grid_page_cached_s": round(grid["grid_page_cached_s"], 2),
-        "grid_page_beside_job_s": round(grid["grid_page_beside_job_s"], 2),
-        "peak_rss_mb": round(peak, 1),
-        "peak_rss_mb_by_process": {k: round(v, 1) for k, v in by_process.items()},
-        "peak_rss_mb_by_stage": by_stage,
-        "ratios": {
-            "separate_vs_single_pass": round(ratio["ratio"], 2),
-            "decode_cold_vs_warm": round(seconds["decode_cold"] / seconds["decode_warm"], 2),
+    return ScaleResult(
+        images=opts.images,
+        arch=opts.arch,
+        size=size,
+        train_images=len(view),
+        seconds=seconds,
+        per_image_ms=per_image_ms,
+        extrapolated_s=extrapolated,
+        first_render_s=first["first_render_s"],
+        setup_render_s=first["setup_s"],
+        grid_page_s=grid["grid_page_s"],
+        grid_page_first_s=grid["grid_page_first_s"],
+        grid_page_cached_s=grid["grid_page_cached_s"],
+        grid_page_beside_job_s=grid["grid_page_beside_job_s"],
+        peak_rss_mb=peak,
+        peak_rss_mb_by_process=by_process,
+        peak_rss_mb_by_stage=by_stage,
+        ratios={
+            "separate_vs_single_pass": ratio["ratio"],
+            "decode_cold_vs_warm": seconds["decode_cold"] / seconds["decode_warm"],
         },
-        "pass_ratio_images": ratio["images"],
-        "stage_images": images,
-        "threads": torch.get_num_threads(),
-    }
-    print(", ".join(f"peak RSS of {k}: {v:,.0f} MB" for k, v in by_process.items()))
-    print("peak RSS by stage: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in by_stage.items()))
-    print(f"extrapolated to ISIC 2019 ({ISIC_2019_IMAGES:,} images, 80% training):")
-    for stage, value in extrapolated.items():
-        print(f"  {stage:15s} {per_image_ms[stage]:8.2f} ms per image -> {value / 60:7.1f} min")
-    return result
+        pass_ratio_images=ratio["images"],
+        stage_images=images,
+        threads=torch.get_num_threads(),
+    )

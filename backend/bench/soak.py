@@ -11,7 +11,6 @@ in the final state that is true of it.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
@@ -30,10 +29,12 @@ import time
 import uuid
 from collections import Counter
 from contextlib import suppress
+from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 
-from backend.bench.registry import register_bench
+from backend.bench.registry import BenchOptions, BenchResult, register_bench
+from backend.options import option, switch
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,17 @@ _RUN_FAULTS = ("worker_sigkill", "corrupt_checkpoint", "missing_checkpoint", "un
 _STUCK_SECONDS = 120.0  # a quick run that has not finished by then is stuck: cancelled, then its worker killed
 
 
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ops", type=int, help="annotation operations (default 1000, --quick 150)")
-    parser.add_argument("--runs", type=int, help="correction runs (default 20, --quick 6)")
-    parser.add_argument("--seconds", type=float, default=600, help="stop starting new work after this (default 600)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--writers", type=int, help="annotation writer processes (default 4, --quick 3)")
-    parser.add_argument("--quick", action="store_true", help="a small soak (150 operations, 6 runs)")
-    parser.add_argument("--keep", action="store_true", help="keep the fresh workspace made without --workspace")
+@dataclass(frozen=True, kw_only=True)
+class SoakBench(BenchOptions):
+    """annotation writes and correction runs under injected faults, in a fresh workspace unless --workspace"""
+
+    ops: int | None = option(None, help="annotation operations (default 1000, --quick 150)")
+    runs: int | None = option(None, help="correction runs (default 20, --quick 6)")
+    seconds: float = option(600, help="stop starting new work after this (default 600)")
+    seed: int = option(0, help="random seed of the operations, faults and runs")
+    writers: int | None = option(None, help="annotation writer processes (default 4, --quick 3)")
+    quick: bool = switch(help="a small soak (150 operations, 6 runs)")
+    keep: bool = switch(help="keep the fresh workspace made without --workspace")
 
 
 # -- the writer process and its operations ---------------------------------------------------------------------
@@ -452,22 +456,60 @@ class _RunSoak:
 # -- the benchmark ----------------------------------------------------------------------------------------------
 
 
-@register_bench(
-    "soak",
-    help="annotation writes and correction runs under injected faults, in a fresh workspace unless --workspace",
-    add_arguments=_arguments,
-)
-def bench_soak(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class SoakResult(BenchResult):
+    operations: int
+    operations_by_kind: dict[str, int]
+    writers: int
+    faults_injected: dict[str, int]
+    acknowledged_writes_lost: int
+    in_flight_writes_committed: int
+    annotation_anomalies: dict[str, int]
+    integrity_check: str
+    runs_planned: int
+    runs_submitted: int
+    runs: dict[str, int]  # final status -> runs
+    runs_by_fault: dict[str, dict[str, int]]
+    worker_kill_points: dict[str, int]
+    runs_in_false_state: int
+    false_states: list[dict]  # run_id, fault, why
+    seconds: float
+    workspace: str | None  # kept: given, or --keep
+
+    def lines(self) -> list[str]:
+        def counts(values: dict) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(values.items()))
+
+        return [
+            f"soak: {self.operations} annotation operations from {self.writers} writer processes, "
+            f"{self.runs_submitted}/{self.runs_planned} runs, {self.seconds:.1f} s",
+            "  operations by kind: " + counts(self.operations_by_kind),
+            "  faults injected:",
+            *(f"    {kind:20s} {n:5d}" for kind, n in self.faults_injected.items()),
+            f"  acknowledged writes lost   {self.acknowledged_writes_lost}"
+            f" (in-flight writes that committed unacknowledged: {self.in_flight_writes_committed})",
+            "  annotation anomalies       " + ", ".join(f"{k} {v}" for k, v in self.annotation_anomalies.items()),
+            f"  integrity check            {self.integrity_check}",
+            "  runs by final status       " + counts(self.runs),
+            *(f"    {kind:20s} " + counts(by_status) for kind, by_status in self.runs_by_fault.items()),
+            "  workers killed during      " + counts(self.worker_kill_points),
+            f"  runs left in a false state {self.runs_in_false_state}",
+            *(f"    {row['run_id']} ({row['fault']}): {row['why']}" for row in self.false_states),
+        ]
+
+
+@register_bench("soak", SoakBench)
+def bench_soak(opts: SoakBench) -> SoakResult:
     start = time.monotonic()
-    ops = args.ops if args.ops is not None else (150 if args.quick else 1000)
-    n_runs = args.runs if args.runs is not None else (6 if args.quick else 20)
-    n_writers = args.writers or (3 if args.quick else 4)
+    ops = opts.ops if opts.ops is not None else (150 if opts.quick else 1000)
+    n_runs = opts.runs if opts.runs is not None else (6 if opts.quick else 20)
+    n_writers = opts.writers or (3 if opts.quick else 4)
     from backend.storage import AnnotationStore
 
-    fresh = args.workspace is None
-    workspace = Path(tempfile.mkdtemp(prefix="clarc-soak-") if fresh else args.workspace).resolve()
+    fresh = opts.workspace is None
+    workspace = Path(tempfile.mkdtemp(prefix="clarc-soak-") if fresh else opts.workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    deadline = start + args.seconds
+    deadline = start + opts.seconds
     AnnotationStore(workspace)  # the store exists before the first writer starts
     tag = uuid.uuid4().hex[:6]
     writers = [
@@ -476,14 +518,14 @@ def bench_soak(args: argparse.Namespace) -> dict:
             ops // n_writers + (k < ops % n_writers),
             workspace,
             {"private": f"soak-{tag}-w{k}", "shared": f"soak-{tag}-shared"},
-            args.seed,
+            opts.seed,
             deadline,
         )
         for k in range(n_writers)
     ]
     for writer in writers:
         writer.start()
-    runs = _RunSoak(workspace, _plan_runs(random.Random(args.seed), n_runs), args.seed, deadline, jobs=2)
+    runs = _RunSoak(workspace, _plan_runs(random.Random(opts.seed), n_runs), opts.seed, deadline, jobs=2)
     runs.run()
     for writer in writers:
         writer.join()
@@ -502,56 +544,31 @@ def bench_soak(args: argparse.Namespace) -> dict:
     by_fault: dict[str, Counter] = {}
     for info in runs.runs.values():
         by_fault.setdefault(info["kind"], Counter())[info["final"].status if info["final"] else "unfinished"] += 1
-    result = {
-        "operations": sum(w.done for w in writers),
-        "operations_by_kind": dict(sum((w.kinds for w in writers), Counter())),
-        "writers": n_writers,
-        "faults_injected": {kind: faults[kind] for kind in sorted(faults)},
-        "acknowledged_writes_lost": lost,
-        "in_flight_writes_committed": sum(w.flying_committed for w in writers),
-        "annotation_anomalies": {
+    result = SoakResult(
+        operations=sum(w.done for w in writers),
+        operations_by_kind=dict(sum((w.kinds for w in writers), Counter())),
+        writers=n_writers,
+        faults_injected={kind: faults[kind] for kind in sorted(faults)},
+        acknowledged_writes_lost=lost,
+        in_flight_writes_committed=sum(w.flying_committed for w in writers),
+        annotation_anomalies={
             k: anomalies[k]
             for k in ("writer_errors", "exports_wrong", "import_reports_wrong", "corrupt_imports_accepted")
         },
-        "integrity_check": integrity,
-        "runs_planned": n_runs,
-        "runs_submitted": len(runs.runs),
-        "runs": dict(statuses),
-        "runs_by_fault": {kind: dict(c) for kind, c in sorted(by_fault.items())},
-        "worker_kill_points": dict(runs.kill_points),
-        "runs_in_false_state": len(false_states),
-        "false_states": false_states,
-        "seconds": round(time.monotonic() - start, 1),
-        "workspace": None if fresh and not args.keep else str(workspace),
-    }
-    _print_report(result)
-    if fresh and not args.keep:
+        integrity_check=integrity,
+        runs_planned=n_runs,
+        runs_submitted=len(runs.runs),
+        runs=dict(statuses),
+        runs_by_fault={kind: dict(c) for kind, c in sorted(by_fault.items())},
+        worker_kill_points=dict(runs.kill_points),
+        runs_in_false_state=len(false_states),
+        false_states=false_states,
+        seconds=round(time.monotonic() - start, 1),
+        workspace=None if fresh and not opts.keep else str(workspace),
+    )
+    if fresh and not opts.keep:
         shutil.rmtree(workspace, ignore_errors=True)
     return result
-
-
-def _print_report(r: dict) -> None:
-    print(
-        f"soak: {r['operations']} annotation operations from {r['writers']} writer processes, "
-        f"{r['runs_submitted']}/{r['runs_planned']} runs, {r['seconds']:.1f} s"
-    )
-    print("  operations by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(r["operations_by_kind"].items())))
-    print("  faults injected:")
-    for kind, n in r["faults_injected"].items():
-        print(f"    {kind:20s} {n:5d}")
-    print(
-        f"  acknowledged writes lost   {r['acknowledged_writes_lost']}"
-        f" (in-flight writes that committed unacknowledged: {r['in_flight_writes_committed']})"
-    )
-    print("  annotation anomalies       " + ", ".join(f"{k} {v}" for k, v in r["annotation_anomalies"].items()))
-    print(f"  integrity check            {r['integrity_check']}")
-    print("  runs by final status       " + ", ".join(f"{k} {v}" for k, v in sorted(r["runs"].items())))
-    for kind, counts in r["runs_by_fault"].items():
-        print(f"    {kind:20s} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    print("  workers killed during      " + ", ".join(f"{k} {v}" for k, v in sorted(r["worker_kill_points"].items())))
-    print(f"  runs left in a false state {r['runs_in_false_state']}")
-    for row in r["false_states"]:
-        print(f"    {row['run_id']} ({row['fault']}): {row['why']}")
 
 
 if __name__ == "__main__":  # a writer process of the soak

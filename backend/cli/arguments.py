@@ -28,7 +28,8 @@ def add_option(parser: argparse.ArgumentParser, opt: Option, help: str) -> None:
     if opt.positional:
         names, how = [opt.name], {} if opt.required else {"nargs": "?"}
     else:
-        names, how = [opt.flag, *opt.flags], {"dest": opt.name, "required": opt.required}
+        names = sorted([opt.flag, *opt.flags], key=lambda flag: flag.startswith("--"))  # -v before --verbose
+        how = {"dest": opt.name, "required": opt.required}
     if opt.switch:
         how["action"] = "store_true"
     elif opt.kind is bool:
@@ -47,11 +48,22 @@ def add_options(parser: argparse.ArgumentParser, config: type, *, skip: tuple[st
             add_option(parser, opt, help_text(opt))
 
 
+# The shared options (`backend.options`) come first in a command's help, in this order; JSON output comes last.
+_FIRST, _LAST = ("workspace", "verbose", "checkpoint", "dataset"), ("json",)
+
+
 def add_config(parser: argparse.ArgumentParser, config: type) -> None:
-    """An argument per declared option of `config` and of the configs nested in it."""
-    add_options(parser, config)
+    """An argument per declared option of `config` and of the configs nested in it: the shared options first, then
+    the command's own, the nested configs' and the JSON output."""
+    ordered = sorted(options_of(config), key=lambda o: _FIRST.index(o.name) if o.name in _FIRST else len(_FIRST))
+    for opt in ordered:
+        if opt.name not in _LAST:
+            add_option(parser, opt, help_text(opt))
     for held in nested_of(config):
         add_config(parser, held.config)
+    for opt in ordered:
+        if opt.name in _LAST:
+            add_option(parser, opt, help_text(opt))
 
 
 def given_options(args: argparse.Namespace, config: type) -> dict:

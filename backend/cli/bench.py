@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
+from functools import partial
 
-from backend.bench import benchmarks
-from backend.cli.arguments import add_options, config_from
+from backend.bench import Benchmark, benchmarks
 from backend.cli.common import write_json
+from backend.cli.registry import Command, group
 
-__all__ = ["add_bench"]
+__all__ = ["bench_commands"]
 
-
-def add_bench(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("bench", help="run a benchmark; prints its figures and writes JSON")
-    names = p.add_subparsers(dest="bench", required=True, metavar="NAME")
-    for name, bench in benchmarks().items():
-        q = names.add_parser(name, parents=[common], help=bench.help, description=bench.help)
-        if bench.add_arguments is None:  # TRANSITION
-            add_options(q, bench.options, skip=("workspace", "verbose"))
-            q.set_defaults(run=lambda args, bench=bench: _run_bench(bench, config_from(args, bench.options)))
-            continue
-        bench.add_arguments(q)
-        q.add_argument("--json", help="write the figures as JSON to this file")
-        q.set_defaults(run=lambda args, run=bench.measure: write_json(args.json, run(args)) or 0)
+group("bench", help="run a benchmark; prints its figures and writes JSON", metavar="NAME")
 
 
-def _run_bench(bench, opts) -> int:
+def bench_commands() -> list[Command]:
+    """A command `bench NAME` per registered benchmark, taking its options."""
+    return [
+        Command(f"bench {name}", partial(_run_bench, bench), bench.options, bench.help, description=bench.help)
+        for name, bench in benchmarks().items()
+    ]
+
+
+def _run_bench(bench: Benchmark, opts) -> int:
+    """Measure, print the figures, write the JSON."""
     result = bench.measure(opts)
     for line in result.lines():
         print(line)

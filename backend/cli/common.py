@@ -1,5 +1,5 @@
-"""What the commands share: JSON output, the model and dataset a command works on, and command-line arguments
-built from the config dataclasses' declared options (`backend.options`), so a default or help text lives once."""
+"""What the commands share: JSON output, the model and dataset a command works on, and a correction job's
+command-line arguments (built from the configs' declared options, `backend.cli.arguments`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from backend.cli.arguments import add_option, add_options, given_options, help_text
 from backend.correction import LoopConfig, get_method, method_names
 from backend.data import ClarcDataset, open_dataset
-from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
 from backend.errors import ConfigError
 from backend.evaluation import AttackConfig
@@ -36,40 +36,11 @@ def write_json(path: str | None, payload: dict) -> None:
         print(f"wrote {path}")
 
 
-def model_and_dataset(args: argparse.Namespace) -> tuple[LoadedModel, ClarcDataset]:
+def model_and_dataset(opts) -> tuple[LoadedModel, ClarcDataset]:
     """The --checkpoint (default: the shipped model, on the GPU when there is one) and the --dataset (default: the
-    one the model was trained on)."""
-    model = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, device=resolve_device("auto"))
-    return model, open_dataset(args.dataset or model.meta.dataset, args.workspace)
-
-
-def _add_option(parser: argparse.ArgumentParser, opt: Option, help_text: str) -> None:
-    """One argument for a declared option; its default is None, so only what the user gave is passed on."""
-    flags = [opt.flag, *opt.flags]
-    if opt.kind is bool:
-        parser.add_argument(*flags, dest=opt.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-    else:
-        parser.add_argument(*flags, dest=opt.name, type=opt.kind, choices=opt.choices, default=None, help=help_text)
-
-
-def _with_default(opt: Option) -> str:
-    """The option's help, ending with its default unless the help already says what it is."""
-    if "default" in opt.help or opt.default is None:
-        return opt.help
-    default = f"{opt.default:g}" if opt.kind is float and opt.default is not None else opt.default
-    return f"{opt.help} (default {default})"
-
-
-def add_options(parser: argparse.ArgumentParser, config: type, *, skip: tuple[str, ...] = ()) -> None:
-    """An argument per declared option of `config`, its help ending with the default."""
-    for opt in options_of(config):
-        if opt.name not in skip:
-            _add_option(parser, opt, _with_default(opt))
-
-
-def given_options(args: argparse.Namespace, config: type) -> dict:
-    """The declared options of `config` that the command line gave, by field name."""
-    return {o.name: getattr(args, o.name) for o in options_of(config) if getattr(args, o.name, None) is not None}
+    one the model was trained on) of a command's options (`ModelOption`, `DatasetOption`), in its --workspace."""
+    model = load_checkpoint(opts.checkpoint_path, device=resolve_device("auto"))
+    return model, open_dataset(opts.dataset or model.meta.dataset, opts.workspace)
 
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
@@ -80,8 +51,8 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
             by_name[opt.name].append((method, opt))
     for takers in by_name.values():
         opt = takers[0][1]
-        text = "; ".join(f"{m}: {_with_default(o)}" for m, o in takers)
-        _add_option(parser, opt, text)
+        text = "; ".join(f"{m}: {help_text(o)}" for m, o in takers)
+        add_option(parser, opt, text)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, *, with_out: bool) -> None:

@@ -3,60 +3,64 @@ CAVs: list, rename, delete, export, import)."""
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from backend.cli.common import add_options, given_options, model_and_dataset, write_json
+from backend.cli.common import model_and_dataset, write_json
+from backend.cli.registry import command, group
 from backend.concepts import (
     DEFAULT_POOLING,
     DEFAULT_SCOPE,
     CavConfig,
     CavLibrary,
+    CavPooling,
+    CavScope,
     fit_concept,
     planted_labels,
     read_concept_labels,
 )
 from backend.models import model_fingerprint
+from backend.options import (
+    CommonOptions,
+    DatasetOption,
+    JsonOutput,
+    LayerOption,
+    ModelOption,
+    nested,
+    option,
+    switch,
+)
 
-__all__ = ["add_cav", "add_cavs"]
+__all__ = ["CavOptions", "CavsOptions"]
 
 
-def add_cav(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "cav",
-        parents=[common],
-        help="fit a CAV for a concept, report its quality, and save it",
-        description="Fit a Concept Activation Vector from concept labels (a CSV sample_id,label: 1 shows the "
-        "concept) or, without labels, from the artifact planted in the dataset; print AUC, alignment and "
-        "significance; save it under a name (--save) for corrections to follow, or to a file (--out).",
+@dataclass(frozen=True, kw_only=True)
+class CavOptions(CommonOptions, ModelOption, DatasetOption, LayerOption, JsonOutput):
+    """fit a CAV for a concept, report its quality, and save it
+
+    Fit a Concept Activation Vector from concept labels (a CSV sample_id,label: 1 shows the concept) or, without labels,
+    from the artifact planted in the dataset; print AUC, alignment and significance; save it under a name (--save) for
+    corrections to follow, or to a file (--out)."""
+
+    labels: str | None = option(None, help="CSV with columns sample_id,label (default: the planted artifact)")
+    split: Literal["train", "val", "test"] = option("train", help="split to fit on")
+    pooling: CavPooling = option(DEFAULT_POOLING, help="how the layer's maps are pooled")
+    scope: CavScope = option(
+        DEFAULT_SCOPE, help="fit on the samples of the attacked class (the seed's default) or of all classes"
     )
-    p.add_argument("--checkpoint", help="model (default: the shipped default model)")
-    p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
-    p.add_argument("--labels", help="CSV with columns sample_id,label (default: the planted artifact)")
-    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="split to fit on")
-    p.add_argument("--layer", help="layer name (default: the architecture's default CAV layer)")
-    p.add_argument("--pooling", default=DEFAULT_POOLING, choices=["max", "mean"], help=f"default {DEFAULT_POOLING}")
-    p.add_argument(
-        "--scope",
-        default=DEFAULT_SCOPE,
-        choices=["attacked_class", "all"],
-        help="fit on the samples of the attacked class (the seed's default) or of all classes",
+    attacked_class: str | None = option(None, help="the class the concept is tied to (default: where most of it is)")
+    config: CavConfig = nested(CavConfig)
+    concept: str = option("artifact", help="name of the concept, e.g. 'skin marker'")
+    random: int | None = option(
+        None, help="random CAVs for the significance test (default 100 for pattern, 20 for filters; 0: skip)"
     )
-    p.add_argument("--attacked-class", help="the class the concept is tied to (default: where most of it is)")
-    add_options(p, CavConfig)
-    p.add_argument("--concept", default="artifact", help="name of the concept, e.g. 'skin marker'")
-    p.add_argument(
-        "--random",
-        type=int,
-        help="random CAVs for the significance test (default 100 for pattern, 20 for filters; 0: skip)",
-    )
-    p.add_argument("--save", metavar="NAME", help="save the CAV in the workspace under this name")
-    p.add_argument("--out", help="also write the CAV to this file (.json)")
-    p.add_argument("--json", help="write the quality figures as JSON to this file")
-    p.set_defaults(run=_run_cav)
+    save: str | None = option(None, help="save the CAV in the workspace under this name", metavar="NAME")
+    out: str | None = option(None, help="also write the CAV to this file (.json)")
 
 
-def _run_cav(args: argparse.Namespace) -> int:
+@command("cav", CavOptions)
+def _run_cav(args: CavOptions) -> int:
     model, dataset = model_and_dataset(args)
     labels = read_concept_labels(args.labels) if args.labels else planted_labels(dataset, args.split)
     fit = fit_concept(
@@ -68,7 +72,7 @@ def _run_cav(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         scope=args.scope,
         attacked_class=args.attacked_class,
-        config=CavConfig(**given_options(args, CavConfig)),
+        config=args.config,
         concept=args.concept,
         n_random=args.random,
         workspace=args.workspace,
@@ -97,39 +101,60 @@ def _run_cav(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cavs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("cavs", help="saved CAVs: list, rename, delete, export, import")
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    owner = argparse.ArgumentParser(add_help=False)
-    owner.add_argument("--checkpoint", help="model (default: the shipped default model)")
-    owner.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
-    q = verbs.add_parser("list", parents=[common, owner], help="the CAVs saved for a model and dataset")
-    q.add_argument("--all", action="store_true", help="every saved CAV of the workspace")
-    q.add_argument("--json", help="write the list as JSON to this file")
-    q.set_defaults(run=_run_list)
-    q = verbs.add_parser("rename", parents=[common, owner], help="give a saved CAV another name")
-    q.add_argument("cav", help="name or id")
-    q.add_argument("name")
-    q.set_defaults(run=_run_rename)
-    q = verbs.add_parser("delete", parents=[common, owner], help="delete a saved CAV")
-    q.add_argument("cav", help="name or id")
-    q.set_defaults(run=_run_delete)
-    q = verbs.add_parser("export", parents=[common, owner], help="write a saved CAV to a file (.json)")
-    q.add_argument("cav", help="name or id")
-    q.add_argument("--out", required=True, help="the file to write")
-    q.set_defaults(run=_run_export)
-    q = verbs.add_parser("import", parents=[common, owner], help="save a CAV file for this model and dataset")
-    q.add_argument("file", help="a CAV file (.json) written by `cavs export` or `cav --out`")
-    q.add_argument("--name", help="the name to save it under (default: the file's)")
-    q.set_defaults(run=_run_import)
+group("cavs", help="saved CAVs: list, rename, delete, export, import")
 
 
-def _owned(args: argparse.Namespace):
+@dataclass(frozen=True, kw_only=True)
+class CavsOptions(CommonOptions, ModelOption, DatasetOption):
+    """The saved CAVs of a model and dataset."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CavsList(CavsOptions, JsonOutput):
+    """the CAVs saved for a model and dataset"""
+
+    all: bool = switch(help="every saved CAV of the workspace")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SavedCav(CavsOptions):
+    cav: str = option(help="name or id", positional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CavsRename(_SavedCav):
+    """give a saved CAV another name"""
+
+    name: str = option(help="the new name", positional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CavsDelete(_SavedCav):
+    """delete a saved CAV"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CavsExport(_SavedCav):
+    """write a saved CAV to a file (.json)"""
+
+    out: str = option(help="the file to write")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _CavsImport(CavsOptions):
+    """save a CAV file for this model and dataset"""
+
+    file: str = option(help="a CAV file (.json) written by `cavs export` or `cav --out`", positional=True)
+    name: str | None = option(None, help="the name to save it under (default: the file's)")
+
+
+def _owned(args: CavsOptions):
     model, dataset = model_and_dataset(args)
     return CavLibrary(args.workspace), dict(dataset_id=dataset.dataset_id, model=model_fingerprint(model)), model
 
 
-def _run_list(args: argparse.Namespace) -> int:
+@command("cavs list", _CavsList)
+def _run_list(args: _CavsList) -> int:
     library, owner, _ = _owned(args)
     records = library.list() if args.all else library.list(**owner)
     print(f"{'name':24s} {'id':12s} {'concept':16s} {'layer':12s} {'kind':8s} {'scope':15s} {'class':14s} n")
@@ -142,14 +167,16 @@ def _run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_rename(args: argparse.Namespace) -> int:
+@command("cavs rename", _CavsRename)
+def _run_rename(args: _CavsRename) -> int:
     library, owner, _ = _owned(args)
     renamed = library.rename(library.get(args.cav, **owner).id, args.name)
     print(f"renamed to '{renamed.name}'")
     return 0
 
 
-def _run_delete(args: argparse.Namespace) -> int:
+@command("cavs delete", _CavsDelete)
+def _run_delete(args: _CavsDelete) -> int:
     library, owner, _ = _owned(args)
     record = library.get(args.cav, **owner)
     library.delete(record.id)
@@ -157,14 +184,16 @@ def _run_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_export(args: argparse.Namespace) -> int:
+@command("cavs export", _CavsExport)
+def _run_export(args: _CavsExport) -> int:
     library, owner, _ = _owned(args)
     Path(args.out).write_bytes(library.export(library.get(args.cav, **owner).id))
     print(f"wrote {args.out}")
     return 0
 
 
-def _run_import(args: argparse.Namespace) -> int:
+@command("cavs import", _CavsImport)
+def _run_import(args: _CavsImport) -> int:
     library, owner, model = _owned(args)
     saved = library.import_bytes(
         Path(args.file).read_bytes(), dataset_id=owner["dataset_id"], model=model, name=args.name

@@ -2,43 +2,42 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
 
 from tqdm import tqdm
 
-from backend.cli.common import (
-    add_job_arguments,
-    add_options,
-    given_options,
-    job_from_args,
-    model_and_dataset,
-    write_json,
-)
+from backend.cli.arguments import from_args
+from backend.cli.common import add_job_arguments, job_from_args, model_and_dataset, write_json
+from backend.cli.registry import command
 from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
 from backend.evaluation import AttackConfig, evaluate
-from backend.runs import concept_rows, run_correction_job
+from backend.options import CommonOptions, DatasetOption, JsonOutput, ModelOption, nested, option
+from backend.runs import CorrectionJob, concept_rows, run_correction_job
 
-__all__ = ["add_correct", "add_evaluate"]
+__all__ = ["CorrectOptions", "EvaluateOptions", "concepts_table"]
 
 _FIGURES = ("clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias")
 
 
-def add_correct(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "correct",
-        parents=[common],
-        help="correct a model for a concept (RR-ClArC or a baseline) and export it with a model card",
-        description="Fit the concept's CAV, measure the model, correct it, measure again and export the corrected "
-        "checkpoint with its model card. Concept labels come from --labels (CSV sample_id,label of the training "
-        "split) or, without it, from the planted artifact.",
-    )
-    add_job_arguments(p, with_out=True)
-    p.set_defaults(run=_run_correct)
+@dataclass(frozen=True, kw_only=True)
+class CorrectOptions(CommonOptions):
+    """correct a model for a concept (RR-ClArC or a baseline) and export it with a model card
+
+    Fit the concept's CAV, measure the model, correct it, measure again and export the corrected checkpoint with its
+    model card. Concept labels come from --labels (CSV sample_id,label of the training split) or, without it, from the
+    planted artifact."""
+
+    # the job's options are declared by `add_job_arguments` (--out and --json among them)
+    job: CorrectionJob | None = from_args(lambda args: job_from_args(args, args.out))
+    json: str | None = from_args(lambda args: args.json)
 
 
-def _run_correct(args: argparse.Namespace) -> int:
-    job = job_from_args(args, args.out)
+@command("correct", CorrectOptions, arguments=partial(add_job_arguments, with_out=True))
+def _run_correct(args: CorrectOptions) -> int:
+    job = args.job
     bar = tqdm(total=job.loop.epochs, desc=job.method, unit="epoch", file=sys.stderr, disable=None)
 
     def on_progress(event) -> None:
@@ -90,29 +89,27 @@ def concepts_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def add_evaluate(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        parents=[common],
-        help="clean/attacked accuracy, TCAV and R_bias of a checkpoint",
-        description="Evaluate a checkpoint on a split: clean accuracy per class and confusion matrix; attacked "
-        "accuracy on planted, supplied (--attacked-dataset) or transplanted images (cut from the training samples "
-        "--labels marks); TCAV and R_bias with a CAV (--cav, or fitted from the labels); with labels of the split, "
-        "accuracy with and without the annotated artifact.",
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions(CommonOptions, ModelOption, DatasetOption, JsonOutput):
+    """clean/attacked accuracy, TCAV and R_bias of a checkpoint
+
+    Evaluate a checkpoint on a split: clean accuracy per class and confusion matrix; attacked accuracy on planted,
+    supplied (--attacked-dataset) or transplanted images (cut from the training samples --labels marks); TCAV and R_bias
+    with a CAV (--cav, or fitted from the labels); with labels of the split, accuracy with and without the annotated
+    artifact."""
+
+    cav: str | None = option(None, help="the CAV for TCAV: a saved CAV's name or id, or a CAV file (default: fitted)")
+    labels: str | None = option(None, help="concept labels, CSV sample_id,label (default: the planted artifact)")
+    attacked_class: str | None = option(None, help="the class the artifact is tied to (default: the CAV's)")
+    split: Literal["train", "val", "test"] = option("test", help="the split evaluated")
+    artifact: str | None = option(
+        None, help="a registered artifact to plant for the attacked view (default: the planted one)"
     )
-    p.add_argument("--checkpoint", help="model (default: the shipped default model)")
-    p.add_argument("--dataset", help="dataset spec (default: the one the model was trained on)")
-    p.add_argument("--cav", help="the CAV for TCAV: a saved CAV's name or id, or a CAV file (default: fitted)")
-    p.add_argument("--labels", help="concept labels, CSV sample_id,label (default: the planted artifact)")
-    p.add_argument("--attacked-class", help="the class the artifact is tied to (default: the CAV's)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--artifact", help="a registered artifact to plant for the attacked view (default: the planted one)")
-    add_options(p, AttackConfig)
-    p.add_argument("--json", help="write the figures as JSON to this file")
-    p.set_defaults(run=_run_evaluate)
+    attack: AttackConfig = nested(AttackConfig)
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
+@command("evaluate", EvaluateOptions)
+def _run_evaluate(args: EvaluateOptions) -> int:
     model, dataset = model_and_dataset(args)
     labels = read_concept_labels(args.labels) if args.labels else (planted_labels(dataset) if dataset.planting else {})
     if args.cav:
@@ -133,7 +130,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         artifact=args.artifact,
         attacked_class=args.attacked_class,
         artifact_ids=in_split or None,
-        attack=AttackConfig(**given_options(args, AttackConfig)),
+        attack=args.attack,
         donor_ids=marked & set(dataset.split("train").sample_ids),
     ).to_dict()
     if figures.get("attack_source"):

@@ -2,38 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 
 from backend.cli.common import write_json
+from backend.cli.registry import command
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
+from backend.options import CommonOptions, DatasetOption, JsonOutput, ModelOption
 
-__all__ = ["add_info"]
-
-
-def add_info(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "info",
-        parents=[common],
-        help="describe a dataset spec and/or a checkpoint (default: both of the default model)",
-    )
-    p.add_argument("--dataset", help="dataset spec to describe")
-    p.add_argument("--checkpoint", help="checkpoint to describe")
-    p.add_argument("--json", help="write the description as JSON to this file")
-    p.set_defaults(run=_run_info)
+__all__ = ["InfoOptions"]
 
 
-def _run_info(args: argparse.Namespace) -> int:
-    checkpoint = args.checkpoint or (None if args.dataset else str(DEFAULT_CHECKPOINT))
+@dataclass(frozen=True, kw_only=True)
+class InfoOptions(CommonOptions, ModelOption, DatasetOption, JsonOutput):
+    """describe a dataset spec and/or a checkpoint (default: both of the default model)"""
+
+
+@command("info", InfoOptions)
+def _run_info(opts: InfoOptions) -> int:
+    checkpoint = opts.checkpoint or (None if opts.dataset else str(DEFAULT_CHECKPOINT))
     payload: dict = {}
     if checkpoint:
         model = load_checkpoint(checkpoint)
         payload["model"] = model.meta.to_dict() | {"sha256": model.sha256, "default_layer": model.default_layer}
-    spec = args.dataset or (payload.get("model", {}).get("dataset"))
+    spec = opts.dataset or (payload.get("model", {}).get("dataset"))
     if spec:
-        payload["dataset"] = open_dataset(spec, args.workspace).describe()
+        payload["dataset"] = open_dataset(spec, opts.workspace).describe()
     print(json.dumps(payload, indent=2))
-    write_json(args.json, payload)
+    write_json(opts.json, payload)
     return 0

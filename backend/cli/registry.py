@@ -1,5 +1,6 @@
-"""The commands of `python -m backend`, declared where they run: `@command("cavs list", options=..., help=...)`
-on the function that takes the command's config (built from the command line) and returns the exit code."""
+"""The commands of `python -m backend`, declared where they run: `@command("cavs list", CavsListOptions)` on the
+function that takes the command's config (built from the command line) and returns the exit code; the config's
+docstring is the command's help (its first paragraph) and description (the rest)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functools import partial
 from typing import Any
 
 from backend.cli.arguments import add_config, config_from
+from backend.options import described
 
 __all__ = ["Command", "add_commands", "command", "group", "registered"]
 
@@ -38,15 +40,9 @@ _COMMANDS: dict[str, Command] = {}
 _GROUPS: dict[str, _Group] = {}
 
 
-def command(
-    name: str,
-    *,
-    options: type,
-    help: str,
-    description: str | None = None,
-    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-):
-    """Declare the decorated function as the command `name` taking `options`."""
+def command(name: str, options: type, *, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Declare the decorated function as the command `name` taking `options` (and `arguments` declared by hand)."""
+    help, description = described(options)
 
     def decorate(run: Callable[[Any], int]):
         _COMMANDS[name] = Command(name, run, options, help, description, arguments)

@@ -2,48 +2,73 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
+from functools import partial
 
+from backend.cli.arguments import from_args
 from backend.cli.common import add_job_arguments, job_from_args, write_json
+from backend.cli.registry import command, group
 from backend.errors import ClarcError
-from backend.runs import LocalExecutor, RayExecutor, submit_sweep, sweep_summary
+from backend.options import CommonOptions, JsonOutput, option, switch
+from backend.runs import CorrectionJob, LocalExecutor, RayExecutor, submit_sweep, sweep_summary
 
-__all__ = ["add_runs"]
-
-
-def add_runs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    """Register the `runs` command and its verbs."""
-    p = sub.add_parser("runs", help="background correction runs: submit, list, show, cancel, sweep")
-    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    engine = argparse.ArgumentParser(add_help=False)
-    engine.add_argument("--ray", metavar="ADDRESS", help="submit to the Ray cluster at ADDRESS (default: local)")
-    engine.add_argument("--max-cpu-jobs", type=int, help="local CPU runs at once (default 1)")
-    engine.add_argument("--wait", action="store_true", help="wait until the runs have finished")
-    q = verbs.add_parser("submit", parents=[common, engine], help="queue one correction run")
-    add_job_arguments(q, with_out=False)
-    q.add_argument("--name", default="", help="a name for the run")
-    q.set_defaults(run=_run_runs_submit)
-    q = verbs.add_parser("sweep", parents=[common, engine], help="queue a grid over lambda as one sweep")
-    add_job_arguments(q, with_out=False)
-    q.add_argument("--lams", required=True, help="comma-separated lambdas, e.g. 1e3,1e4,1e5,1e6")
-    q.add_argument("--methods", help="comma-separated methods (default: --method)")
-    q.add_argument("--cav-kinds", help="comma-separated CAV kinds (default: --cav-kind)")
-    q.set_defaults(run=_run_runs_sweep)
-    q = verbs.add_parser("list", parents=[common], help="all runs, or those of a sweep, with their status")
-    q.add_argument("--sweep", help="only the runs of this sweep, with the trade-off summary")
-    q.add_argument("--json", help="write the list as JSON to this file")
-    q.set_defaults(run=_run_runs_list)
-    q = verbs.add_parser("show", parents=[common], help="one run: status, progress, metrics, error, outputs")
-    q.add_argument("run_id")
-    q.add_argument("--json", help="write the run as JSON to this file")
-    q.set_defaults(run=_run_runs_show)
-    q = verbs.add_parser("cancel", parents=[common], help="cancel a queued or running run")
-    q.add_argument("run_id")
-    q.set_defaults(run=_run_runs_cancel)
+__all__ = ["SubmitOptions"]
 
 
-def _executor(args: argparse.Namespace):
+group("runs", help="background correction runs: submit, list, show, cancel, sweep")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitOptions(CommonOptions):
+    """Where runs go and whether to wait for them; the job's options are declared by `add_job_arguments`."""
+
+    ray: str | None = option(None, help="submit to the Ray cluster at ADDRESS (default: local)", metavar="ADDRESS")
+    max_cpu_jobs: int | None = option(None, help="local CPU runs at once (default 1)")
+    wait: bool = switch(help="wait until the runs have finished")
+    job: CorrectionJob | None = from_args(lambda args: job_from_args(args, out=""))
+    json: str | None = from_args(lambda args: args.json)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Submit(SubmitOptions):
+    """queue one correction run"""
+
+    name: str = option("", help="a name for the run")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sweep(SubmitOptions):
+    """queue a grid over lambda as one sweep"""
+
+    lams: str = option(help="comma-separated lambdas, e.g. 1e3,1e4,1e5,1e6")
+    methods: str | None = option(None, help="comma-separated methods (default: --method)")
+    cav_kinds: str | None = option(None, help="comma-separated CAV kinds (default: --cav-kind)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _List(CommonOptions, JsonOutput):
+    """all runs, or those of a sweep, with their status"""
+
+    sweep: str | None = option(None, help="only the runs of this sweep, with the trade-off summary")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Run(CommonOptions):
+    run_id: str = option(help="the run's id", positional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Show(_Run, JsonOutput):
+    """one run: status, progress, metrics, error, outputs"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Cancel(_Run):
+    """cancel a queued or running run"""
+
+
+def _executor(args: SubmitOptions):
     if getattr(args, "ray", None):
         return RayExecutor(args.ray, args.workspace)
     return LocalExecutor(args.workspace, max_cpu_jobs=getattr(args, "max_cpu_jobs", None))
@@ -65,13 +90,15 @@ def _finish_submission(args, executor, run_ids: list[str], extra: dict) -> int:
     return 0 if not args.wait or all(r.status == "succeeded" for r in records) else 1
 
 
-def _run_runs_submit(args: argparse.Namespace) -> int:
+@command("runs submit", _Submit, arguments=partial(add_job_arguments, with_out=False))
+def _run_runs_submit(args: _Submit) -> int:
     executor = _executor(args)
-    run_id = executor.submit(job_from_args(args, out=""), name=args.name)
+    run_id = executor.submit(args.job, name=args.name)
     return _finish_submission(args, executor, [run_id], {})
 
 
-def _run_runs_sweep(args: argparse.Namespace) -> int:
+@command("runs sweep", _Sweep, arguments=partial(add_job_arguments, with_out=False))
+def _run_runs_sweep(args: _Sweep) -> int:
     try:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
     except ValueError:
@@ -79,7 +106,7 @@ def _run_runs_sweep(args: argparse.Namespace) -> int:
     methods = args.methods.split(",") if args.methods else None
     kinds = args.cav_kinds.split(",") if args.cav_kinds else None
     executor = _executor(args)
-    sweep_id, run_ids = submit_sweep(executor, job_from_args(args, out=""), lams, methods, kinds)
+    sweep_id, run_ids = submit_sweep(executor, args.job, lams, methods, kinds)
     print(f"sweep {sweep_id}: {len(run_ids)} runs")
     code = _finish_submission(args, executor, run_ids, {"sweep_id": sweep_id})
     if args.wait:
@@ -96,7 +123,8 @@ def _print_sweep(rows: list[dict]) -> None:
         print(f"{lam:>10s} {row['method']:9s} {clean:>6s} {attacked:>6s}  {'*' if row['pareto'] else ''}")
 
 
-def _run_runs_list(args: argparse.Namespace) -> int:
+@command("runs list", _List)
+def _run_runs_list(args: _List) -> int:
     store = LocalExecutor(args.workspace).store  # an executor start marks runs with dead workers as failed
     records = store.list(sweep_id=args.sweep)
     _print_runs(records)
@@ -108,7 +136,8 @@ def _run_runs_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_runs_show(args: argparse.Namespace) -> int:
+@command("runs show", _Show)
+def _run_runs_show(args: _Show) -> int:
     record = LocalExecutor(args.workspace).store.get(args.run_id)
     data = record.to_dict()
     print(json.dumps({k: v for k, v in data.items() if k not in ("result", "config")}, indent=2, default=str))
@@ -116,7 +145,8 @@ def _run_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_runs_cancel(args: argparse.Namespace) -> int:
+@command("runs cancel", _Cancel)
+def _run_runs_cancel(args: _Cancel) -> int:
     status = LocalExecutor(args.workspace).cancel(args.run_id)
     print(f"{args.run_id}: {status}")
     return 0

@@ -2,44 +2,46 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from backend.cli.common import add_options, given_options, write_json
+from backend.cli.common import write_json
+from backend.cli.registry import command
 from backend.data import parse_spec
 from backend.models import save_checkpoint
+from backend.options import CommonOptions, JsonOutput, nested, option, switch
 from backend.storage import resolve_workspace
 from backend.training import TrainConfig, train_model
 
-__all__ = ["add_train"]
+__all__ = ["TrainOptions"]
 
 
-def add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "train",
-        parents=[common],
-        help="train a classifier on a dataset spec and write a checkpoint",
-        description="Train a classifier. With no options this regenerates the biased default model "
-        "(compact VGG on the embedded SynthDerm benchmark with skin markers in melanoma training images).",
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions(CommonOptions, JsonOutput):
+    """train a classifier on a dataset spec and write a checkpoint
+
+    Train a classifier. With no options this regenerates the biased default model (compact VGG on the embedded SynthDerm
+    benchmark with skin markers in melanoma training images)."""
+
+    # the training options given change the default config, or with --quick the tiny one
+    train: TrainConfig = nested(
+        TrainConfig, base=lambda given: TrainConfig.quick() if given.get("quick") else TrainConfig()
     )
-    add_options(p, TrainConfig)
-    p.add_argument("--quick", action="store_true", help="tiny config (small splits, few epochs) for a smoke test")
-    p.add_argument(
-        "--out", help="checkpoint (.safetensors); default <workspace>/models/<arch>-<dataset id>.safetensors"
+    quick: bool = switch(help="tiny config (small splits, few epochs) for a smoke test")
+    out: str | None = option(
+        None, help="checkpoint (.safetensors); default <workspace>/models/<arch>-<dataset id>.safetensors"
     )
-    p.add_argument("--json", help="write the metrics as JSON to this file")
-    p.set_defaults(run=_run_train)
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    given = given_options(args, TrainConfig)
-    config = TrainConfig.quick(**given) if args.quick else TrainConfig(**given)
+@command("train", TrainOptions)
+def _run_train(opts: TrainOptions) -> int:
+    config = opts.train
     spec = parse_spec(config.dataset)
-    workspace = resolve_workspace(args.workspace)
-    out = Path(args.out) if args.out else workspace / "models" / f"{config.arch}-{spec.dataset_id}.safetensors"
+    workspace = resolve_workspace(opts.workspace)
+    out = Path(opts.out) if opts.out else workspace / "models" / f"{config.arch}-{spec.dataset_id}.safetensors"
     bar = tqdm(total=config.epochs, desc="train", unit="epoch", file=sys.stderr, disable=None)
 
     def on_progress(event) -> None:
@@ -58,7 +60,7 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"attacked test accuracy {metrics['test_attacked_acc']:.4f} ({metrics['test_artifact']} in every image)")
     print(f"trained in {result.seconds:.1f} s on {metrics['device']}; checkpoint {out}")
     write_json(
-        args.json,
+        opts.json,
         {"checkpoint": str(out), "config": result.model.meta.training, "metrics": metrics, "history": result.history},
     )
     return 0

@@ -1,12 +1,10 @@
 """`bench gpu` without a GPU: asked for CUDA it refuses in one clear line; with `--device cpu` it runs its whole
 comparison (stages, agreement, two corrections) CPU against CPU, which must agree exactly."""
 
-import argparse
-
 import pytest
 import torch
 
-from backend.bench.gpu import bench_gpu
+from backend.bench.gpu import GpuBench, bench_gpu
 from backend.errors import ConfigError
 from tests.conftest import SMALL_SPEC
 
@@ -14,11 +12,11 @@ from tests.conftest import SMALL_SPEC
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_bench_gpu_without_a_gpu_says_so_and_measures_nothing():
     with pytest.raises(ConfigError, match="no CUDA GPU"):
-        bench_gpu(argparse.Namespace(device="cuda", images=16, epochs=1, tolerance=0.01, dataset=SMALL_SPEC))
+        bench_gpu(GpuBench(device="cuda", images=16, epochs=1, dataset=SMALL_SPEC))
 
 
 def test_bench_gpu_compares_the_cpu_with_itself_exactly(small_dataset):
-    result = bench_gpu(argparse.Namespace(device="cpu", images=32, epochs=1, tolerance=0.01, dataset=SMALL_SPEC))
+    result = bench_gpu(GpuBench(device="cpu", images=32, epochs=1, dataset=SMALL_SPEC)).to_json()
     assert result["device"] == "cpu" and result["agree"]
     assert result["agreement"]["max_logit_diff"] < 1e-4 and result["agreement"]["same_prediction"] == 1.0
     assert result["agreement"]["heatmap_correlation"] > 0.9999

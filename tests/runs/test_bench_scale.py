@@ -2,12 +2,11 @@
 every figure the scale issue asks for, measured (a page rendered beside a running analysis job, a grid page with
 heatmaps, the stages, the two ratios)."""
 
-import argparse
 import csv
 import json
 
 from backend.bench.isic_folder import write_isic_folder
-from backend.bench.scale import bench_scale
+from backend.bench.scale import ScaleBench, bench_scale
 from backend.data import open_dataset
 
 
@@ -26,10 +25,8 @@ def test_the_folder_opens_as_an_isic_2019_download_with_its_artifact_labels(tmp_
 
 
 def test_bench_scale_measures_every_stage_and_the_pages_beside_a_running_job(tmp_path):
-    args = argparse.Namespace(
-        images=48, arch="vgg_compact", size=64, subset=16, heatmap_images=None, root=str(tmp_path / "scale")
-    )
-    result = json.loads(json.dumps(bench_scale(args)))
+    options = ScaleBench(images=48, arch="vgg_compact", size=64, subset=16, root=str(tmp_path / "scale"))
+    result = json.loads(json.dumps(bench_scale(options).to_json()))
     stages = {"write_folder", "decode_cold", "decode_warm", "single_pass", "heatmaps", "outlier_scores", "correction"}
     stages |= {"embedding_pca", "embedding_tsne"}
     assert set(result["seconds"]) == stages == set(result["per_image_ms"])
