@@ -5,7 +5,6 @@ This page's session keys start with `correct_`."""
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 
 import pandas as pd
 import streamlit as st
@@ -17,7 +16,7 @@ from backend.concepts import cav_kinds, write_concept_labels
 from backend.correction import LoopConfig, get_method, method_names
 from backend.errors import ClarcError
 from backend.evaluation import AttackConfig
-from backend.runs import FINAL_STATUSES, CorrectionJob, ExtraConcept, run_name, submit_sweep
+from backend.runs import FINAL_STATUSES, ConceptSpec, CorrectionJob, run_name, submit_sweep
 from components.config_form import config_inputs
 from components.plots import loss_chart
 
@@ -116,14 +115,18 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
             method=method,
             method_options=options,
             loop=LoopConfig(**loop_values),
-            cav=None if choice == FIT else choice,
-            concept=concept,
+            concepts=(
+                ConceptSpec(
+                    cav=None if choice == FIT else choice,
+                    labels=str(write_concept_labels(labels)) if labels else None,
+                    concept=concept,
+                    attacked_class=attacked,
+                ),
+                *(extra() for extra in more),
+            ),
             layer=context.layer,
             cav_kind=cav_kind,
-            attacked_class=attacked,
-            labels=str(write_concept_labels(labels)) if labels else None,
             attack=AttackConfig(**attack_values),
-            more_concepts=tuple(extra() for extra in more),
         )
 
     return job, method
@@ -131,7 +134,7 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
 
 def _more_concepts(context: Context, saved: dict, choice: str, method: str) -> list:
     """Further saved CAVs corrected in the same run, each with its own λ (methods that have one) and, optionally,
-    the user's attacked copy of the test images for its artifact; returns builders of their `ExtraConcept`s."""
+    the user's attacked copy of the test images for its artifact; returns builders of their `ConceptSpec`s."""
     others = [c for c in saved if c != choice]
     if not others:
         return []
@@ -143,18 +146,18 @@ def _more_concepts(context: Context, saved: dict, choice: str, method: str) -> l
         help="several shortcuts at once: each saved CAV (same layer) gets its own penalty and its own figures "
         "before and after",
     )
-    takes_lam = "lam" in {f.name for f in fields(get_method(method).config)}
+    default_lam = get_method(method).default_penalty_weight
     builders = []
     for cav_id in chosen:
         record = saved[cav_id]
         c1, c2 = st.columns([1, 3])
         lam = c1.number_input(
             f"λ for {record.name}",
-            value=float(get_method(method).config().lam) if takes_lam else 0.0,
+            value=float(default_lam) if default_lam is not None else 0.0,
             min_value=0.0,
             format="%g",
             key=f"correct_more_lam_{cav_id}",
-            disabled=not takes_lam,
+            disabled=default_lam is None,
         )
         copy_spec = c2.text_input(
             f"Attacked test images for {record.name} (optional dataset spec)",
@@ -163,12 +166,12 @@ def _more_concepts(context: Context, saved: dict, choice: str, method: str) -> l
             "artifact is transplanted from its annotated training images",
         )
 
-        def build(cav_id=cav_id, record=record, lam=lam, copy_spec=copy_spec) -> ExtraConcept:
+        def build(cav_id=cav_id, record=record, lam=lam, copy_spec=copy_spec) -> ConceptSpec:
             labels = annotation_store().labels(context.dataset_id, record.concept)
-            return ExtraConcept(
+            return ConceptSpec(
                 cav=cav_id,
                 labels=str(write_concept_labels(labels)) if labels else None,
-                lam=lam if takes_lam else None,
+                lam=lam if default_lam is not None else None,
                 attacked_dataset=copy_spec.strip() or None,
             )
 
@@ -196,7 +199,7 @@ def _launchers(job, method: str) -> None:
         else:
             state["correct_watch_run"] = run_id
             st.toast(f"Launched {run_id}", icon=":material/rocket_launch:")
-    takes_lam = "lam" in {f.name for f in fields(get_method(method).config)}
+    takes_lam = get_method(method).penalty_weight is not None
     lams_text = b2.text_input(
         "λ values for a sweep",
         "1e3, 1e4, 1e5, 1e6",

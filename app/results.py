@@ -13,20 +13,10 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
-from backend.evaluation import describe_attack
-from backend.runs import N_EXAMPLES, RunRecord, build_report, concept_rows, load_examples, sweep_summary
+from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
+from backend.runs import N_EXAMPLES, RunRecord, RunResult, build_report, concept_rows, load_examples, sweep_summary
 from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
-
-FIGURES = {
-    "clean_acc": "clean accuracy",
-    "attacked_acc": "attacked accuracy",
-    "with_artifact_acc": "accuracy, annotated artifacts",
-    "without_artifact_acc": "accuracy, the others",
-    "tcav_sensitivity": "TCAV sensitivity",
-    "tcav_score": "TCAV score",
-    "r_bias": "R_bias (relevance on the artifact)",
-}
 
 
 def render() -> None:
@@ -49,38 +39,32 @@ def render() -> None:
         rows = sweep_summary(store, record.sweep_id)
         st.plotly_chart(tradeoff_scatter(rows), key="results_tradeoff")
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="results_sweep_table")
-    result = record.result or {}
-    if len(result.get("concepts") or []) > 1:
+    result = record.correction
+    if len(result.concepts) > 1:
         _concepts(result)
-    _per_class(result.get("before", {}), result.get("after", {}))
+    _per_class(result.before, result.after)
     _heatmaps(record)
     _export(record)
 
 
 def _before_after(record: RunRecord) -> None:
-    result = record.result or {}
-    before, after = result.get("before", {}), result.get("after", {})
-    labels = FIGURES
+    result = record.correction
+    before, after = result.before, result.after
+    pairs = [(f, getattr(before, k), getattr(after, k)) for k, f in FIGURES.items()]
     table = pd.DataFrame(
-        [
-            {"figure": label, "before": before.get(k), "after": after.get(k)}
-            for k, label in labels.items()
-            if before.get(k) is not None or after.get(k) is not None
-        ]
+        [{"figure": f.label, "before": b, "after": a} for f, b, a in pairs if b is not None or a is not None]
     )
     table["change"] = table["after"] - table["before"]
     st.subheader("Before and after")
-    for col, key in zip(st.columns(4), ("clean_acc", "attacked_acc", "tcav_sensitivity", "r_bias")):
-        if after.get(key) is not None:
-            delta = after[key] - before[key]
-            is_acc = key.endswith("_acc")
-            change = f"{delta * 100:+.1f} pts" if is_acc else f"{delta:+.3f}"
-            unchanged = float(change.split()[0]) == 0  # "+0.0 pts" is no change: grey, not green
+    for col, key in zip(st.columns(len(HEADLINE)), HEADLINE):
+        figure, b, a = FIGURES[key], getattr(before, key), getattr(after, key)
+        if a is not None:
+            improved = figure.improved(b, a)
             col.metric(
-                labels[key],
-                f"{after[key]:.1%}" if is_acc else f"{after[key]:.3f}",
-                change,
-                delta_color="off" if unchanged else "normal" if is_acc else "inverse",
+                figure.label,
+                figure.text(a),
+                figure.change_text(b, a),
+                delta_color="off" if improved is None else "normal" if figure.higher_is_better else "inverse",
             )
     st.caption(f"Attacked images: {describe_attack(after)}.")
     left, right = st.columns([1, 1])
@@ -94,18 +78,18 @@ def _before_after(record: RunRecord) -> None:
         before_after_bars({row.figure: {"before": row.before, "after": row.after} for row in table.itertuples()}),
         key="results_before_after_chart",
     )
-    config, cav = record.config, result.get("cav") or {}
+    config, cav = record.config, result.cav
     st.caption(
-        f"{config['method']} along the CAV {cav.get('name') or '(' + str(cav.get('source')) + ')'}: "
-        f"{cav.get('kind')} in `{cav.get('layer')}`, {cav.get('pooling')}-pooled, samples of "
-        f"{'the attacked class' if cav.get('scope') == 'attacked_class' else 'all classes'}, attacked class "
-        f"{after.get('attacked_class') or cav.get('attacked_class')} · "
+        f"{config['method']} along the CAV {cav.name or '(' + str(cav.source) + ')'}: "
+        f"{cav.kind} in `{cav.layer}`, {cav.pooling}-pooled, samples of "
+        f"{'the attacked class' if cav.scope == 'attacked_class' else 'all classes'}, attacked class "
+        f"{after.attacked_class or cav.attacked_class} · "
         f"options {config['method_options'] or 'default'} · "
-        f"{len(result.get('history', []))} epochs in {result.get('seconds', 0):.1f} s on {record.device}"
+        f"{len(result.history)} epochs in {result.seconds:.1f} s on {record.device}"
     )
 
 
-def _concepts(result: dict) -> None:
+def _concepts(result: RunResult) -> None:
     """A row per concept of a run that corrected several: each artifact's own figures before and after (the
     figures above are the first concept's)."""
     st.subheader("Each concept")
@@ -125,17 +109,17 @@ def _concepts(result: dict) -> None:
     )
 
 
-def _per_class(before: dict, after: dict) -> None:
+def _per_class(before: EvaluationResult, after: EvaluationResult) -> None:
     """Accuracy per class and the confusion matrices, before and after."""
     st.subheader("Per class")
-    classes = after.get("classes") or list(after.get("clean_acc_per_class", {}))
+    classes = after.classes or list(after.clean_acc_per_class)
     rows = []
     for name in classes:
         row = {"class": name}
         for figure, key in (("clean", "clean_acc_per_class"), ("attacked", "attacked_acc_per_class")):
             for when, figures in (("before", before), ("after", after)):
-                if figures.get(key):
-                    row[f"{figure} {when}"] = figures[key].get(name)
+                if getattr(figures, key):
+                    row[f"{figure} {when}"] = getattr(figures, key).get(name)
         rows.append(row)
     table = pd.DataFrame(rows)
     st.dataframe(
@@ -145,11 +129,13 @@ def _per_class(before: dict, after: dict) -> None:
         column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in table.columns if c != "class"},
     )
     pairs = [("clean", "confusion"), ("attacked", "attacked_confusion")]
-    shown = [(name, key) for name, key in pairs if before.get(key) and after.get(key)]
+    shown = [(name, key) for name, key in pairs if getattr(before, key) and getattr(after, key)]
     for name, key in shown:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(confusion_heatmap(before[key], classes, f"{name}, before"), key=f"results_{key}_before")
-        c2.plotly_chart(confusion_heatmap(after[key], classes, f"{name}, after"), key=f"results_{key}_after")
+        c1.plotly_chart(
+            confusion_heatmap(getattr(before, key), classes, f"{name}, before"), key=f"results_{key}_before"
+        )
+        c2.plotly_chart(confusion_heatmap(getattr(after, key), classes, f"{name}, after"), key=f"results_{key}_after")
 
 
 def _heatmaps(record: RunRecord) -> None:

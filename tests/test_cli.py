@@ -148,7 +148,7 @@ def test_also_cav_describes_a_further_concept_or_says_what_is_wrong():
     args = parser.parse_args(
         ["correct", "--out", "x", "--also-cav", "marks.cav.json;lam=1e4;attacked_dataset=folder:/data/a;labels=m.csv"]
     )
-    (extra,) = job_from_args(args, "x").more_concepts
+    (_, extra) = job_from_args(args, "x").concepts
     assert (extra.cav, extra.lam, extra.attacked_dataset, extra.labels) == (
         "marks.cav.json",
         1e4,

@@ -103,8 +103,7 @@ def _correction(device: str, epochs: int, dataset: str) -> dict:
         start = time.perf_counter()
         result = run_correction_job(job, workspace=workspace)
         seconds = time.perf_counter() - start
-    after = result["after"]
-    return {"seconds": seconds, "clean_acc": after["clean_acc"], "attacked_acc": after["attacked_acc"]}
+    return {"seconds": seconds, "clean_acc": result.after.clean_acc, "attacked_acc": result.after.attacked_acc}
 
 
 def _heatmap_correlation(a: np.ndarray, b: np.ndarray) -> float:

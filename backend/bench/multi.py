@@ -29,7 +29,7 @@ from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_labe
 from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
 from backend.models import load_checkpoint
 from backend.options import option
-from backend.runs import CorrectionJob, ExtraConcept, run_correction_job
+from backend.runs import ConceptSpec, CorrectionJob, RunResult, run_correction_job
 
 DEFAULT_PLANTINGS = "skin_marker:melanoma,band_aid:nevus,ruler:seborrheic_keratosis"
 _SEED = 11  # SynthDerm images other than the embedded benchmark's (seed 0) and bench natural's (7)
@@ -244,7 +244,6 @@ def bench_multi(opts: MultiBench) -> MultiResult:
     print(_line("before", before))
 
     def job(out: str, base: Path, method: str, artifacts: list[str], options=None, epochs=None) -> CorrectionJob:
-        first, *rest = artifacts
         return CorrectionJob(
             out=str(root / "runs" / out),
             checkpoint=str(base),
@@ -252,11 +251,8 @@ def bench_multi(opts: MultiBench) -> MultiResult:
             method=method,
             method_options=(options or {"lam": opts.lam}) if method == "rrclarc" else {},
             loop=replace(loop, epochs=epochs or loop.epochs),
-            cav=str(files[first]),
-            labels=str(root / f"labels-{first}.csv"),
-            attack=AttackConfig(attack="supplied", attacked_dataset=f"folder:{root / f'attacked-{first}'}"),
-            more_concepts=tuple(
-                ExtraConcept(
+            concepts=tuple(
+                ConceptSpec(
                     cav=str(files[a]),
                     labels=str(root / f"labels-{a}.csv"),
                     attacked_dataset=f"folder:{root / f'attacked-{a}'}",
@@ -265,16 +261,16 @@ def bench_multi(opts: MultiBench) -> MultiResult:
             ),
         )
 
-    def corrected(summary: dict) -> dict:
+    def corrected(summary: RunResult) -> dict:
         """The corrected model's figures: the run's own where it measured every artifact on its true attacked
         folder (it did so along the same CAVs), else measured here."""
-        rows = {row["concept"]: row["after"] for row in summary["concepts"]}
-        if set(rows) == set(cavs) and all(r["attack_source"] == "supplied" for r in rows.values()):
+        rows = {row.concept: row.after for row in summary.concepts}
+        if set(rows) == set(cavs) and all(r.attack_source == "supplied" for r in rows.values()):
             keys = ("attacked_acc", "tcav_sensitivity", "r_bias")
-            figures = {"clean_acc": summary["after"]["clean_acc"]}
-            figures["artifacts"] = {a: {k: rows[a][k] for k in keys} for a in cavs}
+            figures = {"clean_acc": summary.after.clean_acc}
+            figures["artifacts"] = {a: {k: getattr(rows[a], k) for k in keys} for a in cavs}
         else:
-            figures = _measure(load_checkpoint(summary["checkpoint"]), dataset, cavs, root)
+            figures = _measure(load_checkpoint(summary.outputs.checkpoint), dataset, cavs, root)
         _closure(before, figures)
         return figures
 
@@ -307,7 +303,7 @@ def bench_multi(opts: MultiBench) -> MultiResult:
             job(f"sequential-{k + 1}-{artifact}", base, "rrclarc", [artifact], options, settings["epochs"]),
             workspace=workspace,
         )
-        base = Path(summary["checkpoint"])
+        base = Path(summary.outputs.checkpoint)
         steps.append(corrected(summary) | {"corrected": artifact})
         print(_line(f"  step {k + 1}", steps[-1]) + f"  (after correcting {artifact})")
     runs["sequential"] = steps[-1] | {"steps": steps}

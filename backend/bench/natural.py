@@ -29,7 +29,7 @@ from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_labe
 from backend.evaluation import AttackConfig, evaluate
 from backend.models import load_checkpoint, save_checkpoint
 from backend.options import option, switch
-from backend.runs import CorrectionJob, run_correction_job
+from backend.runs import ConceptSpec, CorrectionJob, run_correction_job
 from backend.storage import resolve_workspace
 from backend.training import TrainConfig, train_model
 
@@ -209,20 +209,20 @@ def bench_natural(opts: NaturalBench) -> NaturalResult:
             checkpoint=str(checkpoint),
             dataset=spec,
             method=method,
-            labels=labels,
+            concepts=(ConceptSpec(labels=labels),),
             cav_scope=scope,
             loop=LoopConfig(epochs=correction_epochs, device="cpu"),
         )
         summary = run_correction_job(job, workspace=workspace)
-        corrected = load_checkpoint(summary["checkpoint"])
-        cav = resolve_cav(summary["cav_file"], model, dataset.dataset_id)
+        corrected = load_checkpoint(summary.outputs.checkpoint)
+        cav = resolve_cav(summary.outputs.cav_file, model, dataset.dataset_id)
         true_before = evaluate(model, dataset, cav, attack=truth)
         true_after = evaluate(corrected, dataset, cav, attack=truth)
         row = {
             "cav_scope": scope,
-            "transplanted": {"before": summary["before"]["attacked_acc"], "after": summary["after"]["attacked_acc"]},
+            "transplanted": {"before": summary.before.attacked_acc, "after": summary.after.attacked_acc},
             "true": {"before": true_before.attacked_acc, "after": true_after.attacked_acc},
-            "clean": {"before": summary["before"]["clean_acc"], "after": summary["after"]["clean_acc"]},
+            "clean": {"before": summary.before.clean_acc, "after": summary.after.clean_acc},
             "after": _figures(true_after),
         }
         gap = true_before.clean_acc - true_before.attacked_acc
@@ -232,7 +232,7 @@ def bench_natural(opts: NaturalBench) -> NaturalResult:
             when: (row["transplanted"][when] - row["true"][when]) * 100 for when in ("before", "after")
         }
         runs[name] = row
-        before = before or _figures(true_before) | {"transplanted_attacked_acc": summary["before"]["attacked_acc"]}
+        before = before or _figures(true_before) | {"transplanted_attacked_acc": summary.before.attacked_acc}
         print(
             f"{name:24s} true attacked {row['true']['before']:.3f} -> {row['true']['after']:.3f} "
             f"(transplant estimate {row['transplanted']['before']:.3f} -> {row['transplanted']['after']:.3f}), "

@@ -46,7 +46,7 @@ from backend.evaluation import AttackConfig
 from backend.models import build_model, get_architecture, load_checkpoint, save_checkpoint
 from backend.models.checkpoint import ModelMeta
 from backend.options import option
-from backend.runs import CorrectionJob, analysis_wanted, run_correction_job, split_embedding
+from backend.runs import ConceptSpec, CorrectionJob, analysis_wanted, run_correction_job, split_embedding
 from backend.storage import WORKSPACE_ENV, resolve_workspace
 from backend.storage.paths import ROOTS_ENV
 
@@ -288,7 +288,7 @@ def bench_scale(opts: ScaleBench) -> ScaleResult:
         out=str(root / "corrected.safetensors"),
         checkpoint=str(checkpoint),
         dataset=spec,
-        labels=str(root / "artifact_labels.csv"),
+        concepts=(ConceptSpec(labels=str(root / "artifact_labels.csv")),),
         loop=LoopConfig(epochs=1),
         attack=AttackConfig(attack="none"),
     )

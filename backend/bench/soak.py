@@ -361,12 +361,12 @@ class _RunSoak:
     def __init__(self, workspace: Path, plan: list[str], seed: int, deadline: float, jobs: int) -> None:
         from backend.correction import LoopConfig
         from backend.data import open_dataset
-        from backend.runs import CorrectionJob, LocalExecutor
+        from backend.runs import ConceptSpec, CorrectionJob, LocalExecutor
 
         self.executor, self.plan, self.deadline = LocalExecutor(workspace, max_cpu_jobs=jobs), plan, deadline
         self.rng, self.inputs = random.Random(f"{seed}-runs"), workspace / "soak-inputs" / uuid.uuid4().hex[:8]
         self.inputs.mkdir(parents=True)
-        self.CorrectionJob, self.LoopConfig = CorrectionJob, LoopConfig
+        self.CorrectionJob, self.ConceptSpec, self.LoopConfig = CorrectionJob, ConceptSpec, LoopConfig
         train_ids = open_dataset(_SPEC, workspace).split("train").sample_ids  # render once, before the workers
         self.known = list(train_ids[:20])
         self.runs: dict[str, dict] = {}
@@ -389,7 +389,7 @@ class _RunSoak:
             path = self.inputs / f"labels-{i}.csv"
             rows = [(s, self.rng.randint(0, 1)) for s in self.known] + [(f"nope_{i}_{j}", 1) for j in range(3)]
             path.write_text("sample_id,label\n" + "".join(f"{s},{v}\n" for s, v in rows))
-            fields["labels"] = str(path)
+            fields["concepts"] = (self.ConceptSpec(labels=str(path)),)
         return self.CorrectionJob(**fields)
 
     def run(self) -> None:

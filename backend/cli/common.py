@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from backend.cli.arguments import add_option, add_options, given_options, help_text
@@ -16,13 +17,14 @@ from backend.errors import ConfigError
 from backend.evaluation import AttackConfig
 from backend.models import LoadedModel, load_checkpoint
 from backend.options import Option, options_of
-from backend.runs import CorrectionJob, ExtraConcept
+from backend.runs import ConceptSpec, CorrectionJob
 
 __all__ = [
     "add_job_arguments",
     "add_options",
     "given_options",
     "job_from_args",
+    "parse_concept",
     "model_and_dataset",
     "write_json",
 ]
@@ -56,18 +58,30 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, *, with_out: bool) -> None:
-    """The options of a correction job, shared by `correct`, `runs submit` and `runs sweep`."""
+    """The options of a correction job, shared by `correct`, `runs submit` and `runs sweep`: the job's, the methods',
+    the loop's, the attack's, the first concept's labels, name and class, and a `--cav` per concept."""
     add_options(parser, CorrectionJob)
+    add_options(parser, ConceptSpec, skip=("cav",))
     _add_method_options(parser)
     add_options(parser, LoopConfig)
     add_options(parser, AttackConfig)
+    spelling = "'CAV[;lam=X][;labels=CSV][;concept=NAME][;attacked_class=C][;attacked_dataset=SPEC]'"
+    parser.add_argument(
+        "--cav",
+        action="append",
+        default=[],
+        metavar=spelling,
+        help="a concept to correct along its saved CAV (name, id or file), with its own λ, annotation file, name, "
+        "attacked class and attacked copy of the test images where given; repeat for several shortcuts in one run. "
+        "The first concept's --labels, --concept and --attacked-class may also be given on their own. Default: a "
+        "CAV fitted from --labels (or the planted artifact)",
+    )
     parser.add_argument(
         "--also-cav",
         action="append",
         default=[],
-        metavar="'CAV[;lam=X][;labels=CSV][;attacked_class=C][;attacked_dataset=SPEC]'",
-        help="a further saved CAV (name, id or file) corrected in the same run, with its own λ, annotation file, "
-        "attacked class and attacked copy of the test images where given; repeat for each concept",
+        metavar=spelling,
+        help="a further concept after the --cav ones (or after the one fitted from --labels), spelled as --cav",
     )
     if with_out:
         parser.add_argument("--out", required=True, help="output folder (or .safetensors path) of the corrected model")
@@ -80,25 +94,31 @@ def job_from_args(args: argparse.Namespace, out: str) -> CorrectionJob:
     names = {o.name for m in method_names() for o in options_of(get_method(m).config)}
     options = {name: getattr(args, name) for name in sorted(names) if getattr(args, name, None) is not None}
     loop, attack = LoopConfig(**given_options(args, LoopConfig)), AttackConfig(**given_options(args, AttackConfig))
-    more = tuple(parse_extra_concept(text) for text in getattr(args, "also_cav", []))
-    return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, more_concepts=more, **job)
+    concepts = [parse_concept(text) for text in args.cav] or [ConceptSpec()]
+    given = given_options(args, ConceptSpec)
+    first = {k: v for k, v in given.items() if k != "cav" and getattr(concepts[0], k) is None}
+    concepts[0] = replace(concepts[0], **first)
+    concepts += [parse_concept(text) for text in args.also_cav]
+    return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, concepts=tuple(concepts), **job)
 
 
-def parse_extra_concept(text: str) -> ExtraConcept:
-    """`CAV;key=value;...` of `--also-cav` as an ExtraConcept (keys: lam, labels, attacked_class, attacked_dataset)."""
+_CONCEPT_KEYS = ("lam", "labels", "concept", "attacked_class", "attacked_dataset")
+
+
+def parse_concept(text: str) -> ConceptSpec:
+    """`CAV;key=value;...` of `--cav` as a ConceptSpec (keys: lam, labels, concept, attacked_class,
+    attacked_dataset)."""
     ref, *pairs = [part.strip() for part in text.split(";")]
     if not ref:
-        raise ConfigError(f"--also-cav {text!r}: name the CAV first")
+        raise ConfigError(f"--cav {text!r}: name the CAV first")
     values: dict = {}
     for pair in filter(None, pairs):
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in ("lam", "labels", "attacked_class", "attacked_dataset"):
-            raise ConfigError(
-                f"--also-cav {text!r}: {pair!r} is not one of lam=, labels=, attacked_class=, attacked_dataset="
-            )
+        if not sep or key not in _CONCEPT_KEYS:
+            raise ConfigError(f"--cav {text!r}: {pair!r} is not one of " + ", ".join(f"{k}=" for k in _CONCEPT_KEYS))
         try:
             values[key] = float(value) if key == "lam" else value.strip()
         except ValueError:
-            raise ConfigError(f"--also-cav {text!r}: lam must be a number, got {value!r}") from None
-    return ExtraConcept(cav=ref, **values)
+            raise ConfigError(f"--cav {text!r}: lam must be a number, got {value!r}") from None
+    return ConceptSpec(cav=ref, **values)

@@ -77,7 +77,7 @@ def _run_cav(args: CavOptions) -> int:
         n_random=args.random,
         workspace=args.workspace,
     )
-    summary = fit.summary()
+    summary = fit.summary().to_dict()
     where = "all classes" if summary["scope"] == "all" else f"class {summary['attacked_class']}"
     print(
         f"{summary['kind']} CAV for '{args.concept}' in {summary['layer']} ({summary['pooling']}-pooled), samples of "

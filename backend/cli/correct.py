@@ -13,13 +13,11 @@ from backend.cli.arguments import from_args
 from backend.cli.common import add_job_arguments, job_from_args, model_and_dataset, write_json
 from backend.cli.registry import command
 from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
-from backend.evaluation import AttackConfig, evaluate
+from backend.evaluation import FIGURES, AttackConfig, evaluate
 from backend.options import CommonOptions, DatasetOption, JsonOutput, ModelOption, nested, option
-from backend.runs import CorrectionJob, concept_rows, run_correction_job
+from backend.runs import CorrectionJob, RunResult, concept_rows, run_correction_job
 
 __all__ = ["CorrectOptions", "EvaluateOptions", "concepts_table"]
-
-_FIGURES = ("clean_acc", "attacked_acc", "tcav_sensitivity", "tcav_score", "r_bias")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,29 +47,28 @@ def _run_correct(args: CorrectOptions) -> int:
         bar.write(f"{event.message} {figures}", file=sys.stderr)
 
     try:
-        summary = run_correction_job(job, workspace=args.workspace, on_progress=on_progress)
+        result = run_correction_job(job, workspace=args.workspace, on_progress=on_progress)
     finally:
         bar.close()
-    before, after = summary["before"], summary["after"]
-    cav = summary["cav"]
+    before, after, cav = result.before, result.after, result.cav
     print(
-        f"CAV: {cav.get('name') or cav['source']} ({cav['kind']}, {cav['layer']}, {cav['pooling']}-pooled, "
-        f"scope {cav['scope']}, attacked class {cav['attacked_class']})"
+        f"CAV: {cav.name or cav.source} ({cav.kind}, {cav.layer}, {cav.pooling}-pooled, "
+        f"scope {cav.scope}, attacked class {cav.attacked_class})"
     )
-    if after.get("attack_source"):
-        print(f"attacked images: {after['attack_source']} ({after['n_attacked']} images)")
+    if after.attack_source:
+        print(f"attacked images: {after.attack_source} ({after.n_attacked} images)")
     print(f"{'':18s} {'before':>9s} {'after':>9s}")
-    for key in _FIGURES:
-        if before.get(key) is not None and after.get(key) is not None:
-            print(f"{key:18s} {before[key]:9.4f} {after[key]:9.4f}")
-    if len(summary["concepts"]) > 1:
-        print(concepts_table(summary))
-    print(f"corrected model: {summary['checkpoint']} (card {summary['card']})")
-    write_json(args.json, summary | {"job": job.to_dict()})
+    for key in FIGURES:
+        if getattr(before, key) is not None and getattr(after, key) is not None:
+            print(f"{key:18s} {getattr(before, key):9.4f} {getattr(after, key):9.4f}")
+    if len(result.concepts) > 1:
+        print(concepts_table(result))
+    print(f"corrected model: {result.outputs.checkpoint} (card {result.outputs.card})")
+    write_json(args.json, result.to_dict() | {"job": job.to_dict()})
     return 0
 
 
-def concepts_table(result: dict) -> str:
+def concepts_table(result: RunResult) -> str:
     """Each concept's attacked accuracy, TCAV sensitivity and R_bias before -> after, one line per concept."""
 
     def pair(row: dict, key: str) -> str:
@@ -135,7 +132,7 @@ def _run_evaluate(args: EvaluateOptions) -> int:
     ).to_dict()
     if figures.get("attack_source"):
         print(f"attacked images: {figures['attack_source']} ({figures['n_attacked']} images)")
-    for key in (*_FIGURES, "with_artifact_acc", "without_artifact_acc"):
+    for key in FIGURES:
         if figures.get(key) is not None:
             print(f"{key:20s} {figures[key]:.4f}")
     write_json(args.json, figures)

@@ -77,9 +77,9 @@ def _executor(args: SubmitOptions):
 def _print_runs(records) -> None:
     print(f"{'id':24s} {'status':10s} {'progress':>8s} {'clean':>6s} {'attack':>6s}  name")
     for r in records:
-        after = (r.result or {}).get("after") or {}
-        clean = f"{after['clean_acc']:.3f}" if after.get("clean_acc") is not None else "-"
-        attacked = f"{after['attacked_acc']:.3f}" if after.get("attacked_acc") is not None else "-"
+        after = r.correction.after if r.correction else None
+        clean = f"{after.clean_acc:.3f}" if after else "-"
+        attacked = f"{after.attacked_acc:.3f}" if after and after.attacked_acc is not None else "-"
         print(f"{r.id:24s} {r.status:10s} {r.progress:8.0%} {clean:>6s} {attacked:>6s}  {r.name}")
 
 

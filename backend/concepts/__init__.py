@@ -50,8 +50,10 @@ from backend.concepts.quality import (
     significance,
     suggest_samples,
 )
+from backend.concepts.summary import CavSummary
 
 __all__ = [
+    "CavSummary",
     "CavLibrary",
     "SavedCav",
     "check_cav_fits",

@@ -18,6 +18,7 @@ from backend.concepts.activations import DEFAULT_POOLING
 from backend.concepts.cav import DEFAULT_SCOPE, Cav, CavConfig, CavScope, fit_cav
 from backend.concepts.labels import check_known_ids, infer_attacked_class
 from backend.concepts.quality import Significance, alignment, can_test_significance, separability_auc, significance
+from backend.concepts.summary import CavSummary
 from backend.data import ClarcDataset, SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel
@@ -37,25 +38,19 @@ class ConceptFit:
     alignment: float | None
     significance: Significance | None
 
-    def summary(self) -> dict:
+    def summary(self, **more) -> CavSummary:
+        """The CAV's summary with its quality figures (and `more`: name, source)."""
         sig = self.significance
-        cav = self.cav
-        return {
-            "kind": cav.kind,
-            "layer": cav.layer,
-            "pooling": cav.pooling,
-            "concept": cav.concept,
-            "scope": cav.scope,
-            "attacked_class": cav.attacked_class,
-            "n_concept": cav.n_concept,
-            "n_other": cav.n_other,
-            "fit_seconds": cav.fit_seconds,
-            "params": cav.params,
-            "train_auc": self.train_auc,
-            "held_out_auc": self.held_out_auc,
-            "alignment": self.alignment,
-            "significance": None if sig is None else {"score": sig.score, "p_value": sig.p_value},
-        }
+        return CavSummary.of(
+            self.cav,
+            fit_seconds=self.cav.fit_seconds,
+            params=self.cav.params,
+            train_auc=self.train_auc,
+            held_out_auc=self.held_out_auc,
+            alignment=self.alignment,
+            significance=None if sig is None else {"score": sig.score, "p_value": sig.p_value},
+            **more,
+        )
 
 
 def concept_samples(

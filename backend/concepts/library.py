@@ -107,7 +107,7 @@ class CavLibrary:
     ) -> SavedCav:
         """Keep a CAV (or a fit, whose quality figures come along) under `name` for this dataset and model."""
         if isinstance(cav, ConceptFit):
-            quality = quality or {k: v for k, v in cav.summary().items() if k in _QUALITY}
+            quality = quality or {k: v for k, v in cav.summary().to_dict().items() if k in _QUALITY}
             cav = cav.cav
         name = _name(name)
         owner = model if isinstance(model, str) else model_fingerprint(model)

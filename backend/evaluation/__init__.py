@@ -3,7 +3,9 @@ transplanted), and the before/after figures of a correction (clean and attacked 
 matrices, TCAV, R_bias) as functions over models and dataset views."""
 
 from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set, describe_attack
+from backend.evaluation.figures import HEADLINE, Figure, figures_of
 from backend.evaluation.metrics import (
+    FIGURES,
     EvaluationResult,
     accuracy,
     clean_accuracy,
@@ -16,6 +18,10 @@ from backend.evaluation.metrics import (
 from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits, predictions_so_far
 
 __all__ = [
+    "FIGURES",
+    "HEADLINE",
+    "Figure",
+    "figures_of",
     "AttackConfig",
     "AttackSource",
     "AttackedSet",

@@ -178,15 +178,15 @@ def _transplanted(
     return AttackedSet("transplanted", views, np.arange(len(views[0])), detail)
 
 
-def describe_attack(figures: dict) -> str:
-    """Where an evaluation's attacked figures (`EvaluationResult.to_dict()`) come from, in words."""
-    source, detail = figures.get("attack_source"), figures.get("attack") or {}
+def describe_attack(figures) -> str:
+    """Where an evaluation's attacked figures (an `EvaluationResult`) come from, in words."""
+    source, detail = figures.attack_source, figures.attack or {}
     if source == "planted":
         return f"the planted {detail.get('artifact')} drawn into every test image"
     if source == "transplanted":
         return (
             f"the artifact cut from {detail.get('donors')} annotated training images ({detail.get('masks')}) and "
-            f"pasted into every test image, {detail.get('rounds')} rounds: {figures.get('n_attacked')} images"
+            f"pasted into every test image, {detail.get('rounds')} rounds: {figures.n_attacked} images"
         )
     if source == "supplied":
         paired = f"{detail.get('paired')} of {detail.get('of')} test images paired"

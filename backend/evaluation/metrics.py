@@ -8,6 +8,7 @@ and R_bias (the share of relevance inside the artifact's mask) on the attacked i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -20,10 +21,12 @@ from backend.concepts import Cav
 from backend.data import ClarcDataset, SplitView
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
+from backend.evaluation.figures import figure_field, figures_of
 from backend.evaluation.predictions import Predictions, predict_logits
 from backend.models import LoadedModel, capture_layer, eval_mode
 
 __all__ = [
+    "FIGURES",
     "EvaluationResult",
     "accuracy",
     "confusion_matrix",
@@ -122,19 +125,27 @@ class EvaluationResult:
     """Before/after figures of a model; JSON-ready with `to_dict`. Fields are None where they do not apply (no
     attacked images, no CAV, no annotated subset). `attack_source` says where the attacked figures come from
     (planted, supplied, transplanted), `attack` describes it; `annotated_*` are measured on the samples of the split
-    annotated as showing the artifact."""
+    annotated as showing the artifact. The figures (label, unit, direction) are declared on their fields."""
 
-    clean_acc: float
-    clean_acc_per_class: dict
-    n: int
-    attacked_acc: float | None = None
+    clean_acc: float = figure_field("clean accuracy", "share", higher_is_better=True, default=dataclasses.MISSING)
+    attacked_acc: float | None = figure_field("attacked accuracy", "share", higher_is_better=True)
+    with_artifact_acc: float | None = figure_field(
+        "accuracy, test images annotated with the artifact", "share", higher_is_better=True
+    )
+    without_artifact_acc: float | None = figure_field("accuracy, the other test images", "share", higher_is_better=True)
+    tcav_sensitivity: float | None = figure_field("TCAV sensitivity", "value", higher_is_better=False)
+    tcav_score: float | None = figure_field("TCAV score", "value", higher_is_better=False)
+    annotated_tcav_sensitivity: float | None = figure_field(
+        "TCAV sensitivity, annotated test images", "value", higher_is_better=False
+    )
+    annotated_tcav_score: float | None = figure_field(
+        "TCAV score, annotated test images", "value", higher_is_better=False
+    )
+    r_bias: float | None = figure_field("R_bias (relevance on the artifact)", "value", higher_is_better=False)
+    clean_acc_per_class: dict = field(default_factory=dict)
+    n: int = 0
     attacked_acc_per_class: dict | None = None
     artifact: str | None = None
-    tcav_score: float | None = None
-    tcav_sensitivity: float | None = None
-    r_bias: float | None = None
-    with_artifact_acc: float | None = None
-    without_artifact_acc: float | None = None
     split: str = "test"
     classes: list = field(default_factory=list)
     confusion: list | None = None
@@ -144,11 +155,18 @@ class EvaluationResult:
     n_attacked: int | None = None
     attacked_class: str | None = None
     n_annotated: int | None = None
-    annotated_tcav_score: float | None = None
-    annotated_tcav_sensitivity: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvaluationResult:
+        """The result as `to_dict` (or an older record, with fewer fields) wrote it; unknown keys are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+FIGURES = figures_of(EvaluationResult)  # every figure of an evaluation, by field name
 
 
 def _tcav(model: LoadedModel, view: SplitView, indices: Sequence[int], cav: Cav, k: int, batch_size: int):

@@ -16,8 +16,9 @@ from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
 from backend.runs.executor import LocalExecutor, RayExecutor
 from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
 from backend.runs.foreground import foreground_held, foreground_work, wait_for_foreground
-from backend.runs.job import CorrectionJob, ExtraConcept, method_config_from, run_correction_job
+from backend.runs.job import ConceptSpec, CorrectionJob, method_config_from, run_correction_job
 from backend.runs.report import build_report, write_report
+from backend.runs.result import ConceptOutcome, RunOutputs, RunResult
 from backend.runs.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
 from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
 
@@ -30,8 +31,11 @@ __all__ = [
     "analysis_wanted",
     "run_analysis_job",
     "split_embedding",
+    "ConceptOutcome",
     "CorrectionJob",
-    "ExtraConcept",
+    "RunOutputs",
+    "RunResult",
+    "ConceptSpec",
     "FILTERS",
     "FINAL_STATUSES",
     "LocalExecutor",

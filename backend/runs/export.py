@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,8 +14,8 @@ import numpy as np
 from backend.concepts import Cav
 from backend.correction import CorrectionResult
 from backend.data.dataset import ClarcDataset
-from backend.evaluation import EvaluationResult
 from backend.models import card_path, find_projection, save_checkpoint
+from backend.runs.result import ConceptOutcome
 from backend.storage import atomic_path
 
 __all__ = ["N_EXAMPLES", "export_corrected", "annotation_hash", "cav_file", "load_examples", "save_examples"]
@@ -32,49 +32,34 @@ def export_corrected(
     result: CorrectionResult,
     out: str | os.PathLike,
     *,
-    cav: Cav,
-    cav_summary: dict | None = None,
+    cavs: Sequence[Cav],
+    outcomes: Sequence[ConceptOutcome],
     dataset: ClarcDataset,
-    before: EvaluationResult,
-    after: EvaluationResult,
     artifact_ids: Collection[str] | None = None,
-    concepts: list[dict] | None = None,
 ) -> tuple[Path, Path]:
-    """Write `<out>` (.safetensors), its card `<out>.json` (naming the CAV: `cav_summary` has its name and quality
-    when known; and where the attacked figures come from; `concepts`, a row per concept of a run that corrected
-    several, with its CAV and figures) and the CAV itself (`cav_file`); returns the checkpoint's
-    and the card's paths. P-ClArC's projection travels in the card and is re-attached by `load_checkpoint`; the
-    weights alone load into the plain architecture."""
+    """Write `<out>` (.safetensors), its card `<out>.json` (the method, each concept's CAV with its vector and its
+    figures before and after, the first concept's as the headline, and where the attacked figures come from) and the
+    first CAV itself (`cav_file`); returns the checkpoint's and the card's paths. P-ClArC's projection travels in
+    the card and is re-attached by `load_checkpoint`; the weights alone load into the plain architecture."""
     out = Path(out)
     if out.suffix != ".safetensors":
         out = out / "model.safetensors"
     model = result.model
+    rows = [o.to_dict() | {"vector": [float(v) for v in cav.vector]} for cav, o in zip(cavs, outcomes)]
+    first = outcomes[0]
     correction = dict(model.meta.training.get("correction", {}))
     correction |= {
-        "cav": (cav_summary or {})
-        | {
-            "name": cav.name or (cav_summary or {}).get("name"),
-            "kind": cav.kind,
-            "layer": cav.layer,
-            "pooling": cav.pooling,
-            "concept": cav.concept,
-            "scope": cav.scope,
-            "attacked_class": cav.attacked_class,
-            "n_concept": cav.n_concept,
-            "n_other": cav.n_other,
-            "vector": [float(v) for v in cav.vector],
-        },
-        "before": before.to_dict(),
-        "after": after.to_dict(),
+        "cav": rows[0]["cav"] | {"vector": rows[0]["vector"]},
+        "before": first.before.to_dict(),
+        "after": first.after.to_dict(),
         "history": result.history,
         "seconds": result.seconds,
         "dataset": {"spec": str(dataset.spec), "dataset_id": dataset.dataset_id},
         "annotations_sha256": annotation_hash(artifact_ids) if artifact_ids is not None else None,
         "based_on": model.meta.dataset,
+        "concepts": rows,
     }
-    if concepts is not None:
-        correction["concepts"] = concepts
-    layer = correction.get("layer", cav.layer)
+    layer = correction.get("layer", cavs[0].layer)
     projection = find_projection(model.module, layer)
     if projection is not None:
         correction["projection"] = {
@@ -83,10 +68,13 @@ def export_corrected(
             "offset": projection.offset.cpu().tolist(),
         }
     meta = replace(
-        model.meta, training=model.meta.training | {"correction": correction}, metrics=after.to_dict(), created=""
+        model.meta,
+        training=model.meta.training | {"correction": correction},
+        metrics=first.after.to_dict(),
+        created="",
     )
     path = save_checkpoint(model.module, meta, out)
-    cav.save(cav_file(path))
+    cavs[0].save(cav_file(path))
     return path, card_path(path)
 
 

@@ -1,5 +1,5 @@
-"""A whole correction as one job: load, fit the CAV, measure before, correct, measure after, export. The CLI runs it;
-run executors can run the same job description in another process."""
+"""A whole correction as one job: load, fit or read the concepts' CAVs, measure before, correct, measure after,
+export. The CLI runs it; run executors can run the same job description in another process."""
 
 from __future__ import annotations
 
@@ -11,32 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.concepts import (
-    DEFAULT_POOLING,
-    DEFAULT_SCOPE,
-    Cav,
-    CavConfig,
-    CavKind,
-    CavPooling,
-    CavScope,
-    check_known_ids,
-    fit_concept,
-    planted_labels,
-    read_concept_labels,
-    resolve_cav,
-)
-from backend.correction import ConceptTarget, CorrectionCancelled, LoopConfig, correct, get_method, method_names
+from backend.concepts import DEFAULT_POOLING, DEFAULT_SCOPE, CavConfig, CavKind, CavPooling, CavScope
+from backend.correction import CorrectionCancelled, LoopConfig, correct, get_method, method_names
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
 from backend.errors import ConfigError
-from backend.evaluation import AttackConfig, AttackedSet, EvaluationResult, attacked_set, evaluate
+from backend.evaluation import AttackConfig, attacked_set
 from backend.models import load_checkpoint
 from backend.options import check_choices, option
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.runs.export import N_EXAMPLES, cav_file, export_corrected, save_examples
+from backend.runs.export import cav_file, export_corrected, save_examples
+from backend.runs.result import RunOutputs, RunResult
+from backend.runs.run_concepts import CavFitOptions, ConceptSpec, further_attack, resolve_concept, run_examples
 
-__all__ = ["CorrectionJob", "ExtraConcept", "method_config_from", "run_correction_job"]
+__all__ = ["ConceptSpec", "CorrectionJob", "method_config_from", "run_correction_job", "stated_penalty_weight"]
 
 
 def method_config_from(method: str, options: dict):
@@ -50,30 +39,22 @@ def method_config_from(method: str, options: dict):
     return info.config(**options)
 
 
-@dataclass(frozen=True)
-class ExtraConcept:
-    """A further concept corrected in the same run as the job's own: a saved CAV (name, id or CAV file) in the same
-    layer. Its artifact's samples are those `labels` marks (default: those the CAV was fitted on); `lam` is its own
-    penalty weight (default: the method's λ); its attacked figures come from `attacked_dataset`, the user's attacked
-    copy of the test images for this artifact (default: transplanted from its annotated training images)."""
+def stated_penalty_weight(config: dict) -> float | None:
+    """The penalty weight a stored job's method options state (None: the method's default, or it has none)."""
+    knob = get_method(config["method"]).penalty_weight
+    return (config.get("method_options") or {}).get(knob) if knob else None
 
-    cav: str
-    labels: str | None = None
-    lam: float | None = None
-    attacked_class: str | None = None
-    attacked_dataset: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.lam is not None and self.lam < 0:
-            raise ConfigError(f"the λ of {self.cav} must be non-negative, got {self.lam}")
+_OLD_CONCEPT_FIELDS = ("cav", "labels", "concept", "attacked_class")  # a job's first concept, before `concepts`
 
 
 @dataclass(frozen=True)
 class CorrectionJob:
-    """Everything a correction run needs, JSON-serialisable. The CAV is `cav` (a saved CAV's name or id, or a CAV
-    file) or, without one, fitted from `labels` (a CSV sample_id,label; default: the planted artifact) with the same
-    defaults as everywhere else. `attack` says how the attacked test figures are measured. `more_concepts` are
-    further saved CAVs corrected in the same run, each measured on its own."""
+    """Everything a correction run needs, JSON-serialisable. `concepts` are the concepts it corrects (default: the
+    planted artifact), each with its own CAV, annotations, λ and attacked images; the first one's figures are the
+    run's headline, and `attack` says how its attacked test images are made (the others bring their attacked copy or
+    are transplanted). A concept without a saved CAV gets one fitted with `layer`, `cav_kind`, `pooling` and
+    `cav_scope`, the same defaults as everywhere else."""
 
     out: str
     checkpoint: str = option(str(DEFAULT_CHECKPOINT), help="model checkpoint (default: the shipped default model)")
@@ -81,18 +62,7 @@ class CorrectionJob:
     method: str = option("rrclarc", help="correction method", choices=method_names)
     method_options: dict = field(default_factory=dict)
     loop: LoopConfig = field(default_factory=LoopConfig)
-    cav: str | None = option(
-        None,
-        help="the CAV to correct along: a saved CAV's name or id, or a CAV file (default: fit one from the labels)",
-    )
-    labels: str | None = option(
-        None,
-        help="concept labels, a CSV sample_id,label (1: shows the artifact); training samples mark the artifact, "
-        "test samples give accuracy with and without it (default: the planted artifact)",
-    )
-    concept: str | None = option(
-        None, help="the concept's name, for the run's name and record (default: the saved CAV's, else 'artifact')"
-    )
+    concepts: tuple[ConceptSpec, ...] = (ConceptSpec(),)
     layer: str | None = option(None, help="CAV layer when fitting one (default: the architecture's default)")
     cav_kind: CavKind = option("pattern", help="kind of CAV when fitting one")
     pooling: CavPooling = option(DEFAULT_POOLING, help="how the layer's maps are pooled when fitting a CAV")
@@ -100,15 +70,11 @@ class CorrectionJob:
         DEFAULT_SCOPE,
         help="samples a fitted CAV contrasts: those of the attacked class (the seed's default) or all",
     )
-    attacked_class: str | None = option(
-        None, help="the class the artifact is tied to (default: the CAV's, else where most annotated artifacts are)"
-    )
     attack: AttackConfig = field(default_factory=AttackConfig)
-    more_concepts: tuple[ExtraConcept, ...] = ()
 
     def __post_init__(self) -> None:
-        if not all(isinstance(c, ExtraConcept) for c in self.more_concepts):
-            raise ConfigError("more_concepts takes ExtraConcept entries (use CorrectionJob.from_dict for plain data)")
+        if not self.concepts or not all(isinstance(c, ConceptSpec) for c in self.concepts):
+            raise ConfigError("a correction job takes one or more ConceptSpec entries (use from_dict for plain data)")
         method_config_from(self.method, self.method_options)
         CavConfig(kind=self.cav_kind)
         check_choices(self)
@@ -118,65 +84,20 @@ class CorrectionJob:
 
     @classmethod
     def from_dict(cls, data: dict) -> CorrectionJob:
+        """The job as `to_dict` wrote it; a job stored before `concepts` (its first concept in `cav`, `labels`,
+        `concept` and `attacked_class`, the others in `more_concepts`) reads as the same job."""
         data = dict(data)
+        if "concepts" not in data:
+            first = {k: data.pop(k) for k in _OLD_CONCEPT_FIELDS if k in data}
+            data["concepts"] = [first, *data.pop("more_concepts", ())]
         data["loop"] = LoopConfig(**data.get("loop", {}))
         data["attack"] = AttackConfig(**data.get("attack", {}))
-        data["more_concepts"] = tuple(
-            c if isinstance(c, ExtraConcept) else ExtraConcept(**c) for c in data.get("more_concepts", ())
-        )
+        data["concepts"] = tuple(c if isinstance(c, ConceptSpec) else ConceptSpec(**c) for c in data["concepts"])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown correction job fields: {', '.join(unknown)}")
         return cls(**data)
-
-
-def _job_cav(job: CorrectionJob, model, dataset, labels: dict[str, int] | None, workspace) -> tuple[Cav, dict]:
-    """The CAV the job names, or one fitted from its labels; with its summary for the record."""
-    if job.cav:
-        cav = resolve_cav(job.cav, model, dataset.dataset_id, workspace)
-        return cav, {"name": cav.name or job.cav, "source": job.cav} | _cav_fields(cav)
-    if labels is None:
-        raise ConfigError("no CAV and no concept labels: give --cav, or --labels of the samples showing the artifact")
-    fit = fit_concept(
-        model,
-        dataset,
-        labels,
-        layer=job.layer,
-        pooling=job.pooling,
-        scope=job.cav_scope,
-        attacked_class=job.attacked_class,
-        config=CavConfig(kind=job.cav_kind),
-        concept=job.concept or "artifact",
-        n_random=0,
-        workspace=workspace,
-    )
-    return fit.cav, {"name": None, "source": "fitted for this run"} | fit.summary()
-
-
-def _cav_fields(cav: Cav) -> dict:
-    names = ("kind", "layer", "pooling", "concept", "scope", "attacked_class", "n_concept", "n_other")
-    return {k: getattr(cav, k) for k in names}
-
-
-def _examples(dataset, attacked: AttackedSet | None, attacked_class: str | None, annotated: set[str] | None) -> dict:
-    """A few test images to look at before and after: attacked images of other classes than the attacked one (as
-    the evaluation measured them) and test images annotated as showing the artifact."""
-    rows = []  # (image, mask, sample id, label, kind)
-    if attacked is not None:
-        view = attacked.views[0]
-        other = [
-            i for i in attacked.indices if attacked_class is None or view.classes[view.labels[i]] != attacked_class
-        ]
-        for i in other[:N_EXAMPLES]:
-            rows.append((*view.image_and_mask(int(i)), view.sample_ids[i], view.labels[i], attacked.source))
-    if annotated:
-        view = dataset.split("test", "clean")
-        for i in [i for i, sid in enumerate(view.sample_ids) if sid in annotated][:N_EXAMPLES]:
-            image = view.image(i)
-            rows.append((image, np.zeros(image.shape[:2], dtype=bool), view.sample_ids[i], view.labels[i], "annotated"))
-    names = ("images", "masks", "sample_ids", "labels", "kinds")
-    return {name: [row[k] for row in rows] for k, name in enumerate(names)}
 
 
 class _Progress:
@@ -207,99 +128,16 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-@dataclass
-class _RunConcept:
-    """One concept of a running job: its CAV (and the record's summary of it), the training samples that show its
-    artifact, the annotated test samples, the class it is tied to, its λ, and its attacked test images and figures
-    (the attacked images are made once, with the model before the correction, and measure both models)."""
-
-    cav: Cav
-    summary: dict
-    artifact_ids: set[str]
-    annotated_test: set[str] | None
-    attacked_class: str | None
-    lam: float | None
-    attack: AttackConfig
-    attacked: AttackedSet | None = None
-    before: EvaluationResult | None = None
-    after: EvaluationResult | None = None
-
-    def evaluate(self, model, dataset) -> EvaluationResult:
-        attack = self.attacked or AttackConfig(attack="none")
-        return evaluate(
-            model,
-            dataset,
-            self.cav,
-            attacked_class=self.attacked_class,
-            artifact_ids=self.annotated_test,
-            attack=attack,
-        )
-
-    def record(self) -> dict:
-        """The concept's row of the run's result: its CAV and its figures before and after."""
-        return {
-            "name": self.summary.get("name"),
-            "concept": self.cav.concept,
-            "source": self.summary.get("source"),
-            "attacked_class": self.attacked_class,
-            "lam": self.lam,
-            "before": _concept_figures(self.before),
-            "after": _concept_figures(self.after),
-        }
-
-
-_CONCEPT_FIGURES = (
-    "clean_acc",
-    "attacked_acc",
-    "attack_source",
-    "n_attacked",
-    "tcav_score",
-    "tcav_sensitivity",
-    "r_bias",
-    "with_artifact_acc",
-    "without_artifact_acc",
-    "n_annotated",
-)
-
-
-def _concept_figures(evaluation: EvaluationResult) -> dict:
-    return {name: getattr(evaluation, name) for name in _CONCEPT_FIGURES}
-
-
-def _split_ids(marked: set[str], train_ids: set[str], test_ids: set[str]) -> tuple[set[str], set[str] | None]:
-    return marked & train_ids, (marked & test_ids) or None
-
-
-def _extra_concept(extra: ExtraConcept, job: CorrectionJob, model, dataset, train_ids, test_ids, workspace):
-    """A further concept of the job: its saved CAV, the samples of its annotations (or of the CAV's fit) and where
-    its attacked figures come from (its own attacked copy, else transplanted; none when the job measures none)."""
-    cav = resolve_cav(extra.cav, model, dataset.dataset_id, workspace)
-    labels = read_concept_labels(extra.labels) if extra.labels else None
-    if labels is not None:
-        check_known_ids(dataset, labels)
-    marked = {sid for sid, flag in (labels or {}).items() if flag} or set(cav.concept_ids)
-    artifact_ids, annotated_test = _split_ids(marked, train_ids, test_ids)
-    if not artifact_ids:
-        raise ConfigError(f"no training sample is marked as showing the artifact of {extra.cav}")
-    if extra.attacked_dataset:
-        attack = AttackConfig(attack="supplied", attacked_dataset=extra.attacked_dataset)
-    else:
-        attack = replace(job.attack, attack="none" if job.attack.attack == "none" else "transplanted")
-    summary = {"name": cav.name or extra.cav, "source": extra.cav} | _cav_fields(cav)
-    attacked_class = extra.attacked_class or cav.attacked_class
-    return _RunConcept(cav, summary, artifact_ids, annotated_test, attacked_class, extra.lam, attack)
-
-
 def run_correction_job(
     job: CorrectionJob,
     *,
     workspace: str | os.PathLike | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
-) -> dict:
+) -> RunResult:
     """Run the job: the CAVs, the attacked test images (built once, with the model before correction), the figures
-    before, the correction, the figures after, the export. Returns the export's paths and the figures: `before` and
-    `after` of the job's own concept, `concepts` a row per concept (its own first, then `more_concepts`)."""
+    before, the correction, the figures after, the export. Returns the run's result, a row per concept in the
+    job's order."""
 
     def check_cancel() -> None:
         if cancel is not None and cancel.is_set():
@@ -309,18 +147,12 @@ def run_correction_job(
     progress.phase("loading the model and the data", 0.0)
     model = load_checkpoint(job.checkpoint, device=resolve_device(job.loop.device))
     dataset = open_dataset(job.dataset or model.meta.dataset, workspace)
-    labels = read_concept_labels(job.labels) if job.labels else (planted_labels(dataset) if dataset.planting else None)
-    if labels is not None:
-        check_known_ids(dataset, labels)
-    progress.phase("fitting the CAV" if not job.cav else "reading the CAV", 0.05)
-    cav, cav_summary = _job_cav(job, model, dataset, labels, workspace)
-    train_ids, test_ids = (set(dataset.split(s).sample_ids) for s in ("train", "test"))
-    marked = {sid for sid, flag in (labels or {}).items() if flag} or set(cav.concept_ids)
-    artifact_ids, annotated_test = _split_ids(marked, train_ids, test_ids)
-    attacked_class = job.attacked_class or cav.attacked_class
-    own = _RunConcept(cav, cav_summary, artifact_ids, annotated_test, attacked_class, None, job.attack)
-    concepts = [own] + [
-        _extra_concept(x, job, model, dataset, train_ids, test_ids, workspace) for x in job.more_concepts
+    fitting = any(spec.cav is None for spec in job.concepts)
+    progress.phase("fitting the CAV" if fitting else "reading the CAV", 0.05)
+    fit = CavFitOptions(job.layer, job.cav_kind, job.pooling, job.cav_scope)
+    attacks = [job.attack] + [further_attack(job.attack)] * (len(job.concepts) - 1)
+    concepts = [
+        resolve_concept(spec, attack, fit, model, dataset, workspace) for spec, attack in zip(job.concepts, attacks)
     ]
     layers = {c.cav.layer for c in concepts}
     if len(layers) > 1:
@@ -335,11 +167,10 @@ def run_correction_job(
         concept.before = concept.evaluate(model, dataset)
     progress.evaluation_seconds = time.perf_counter() - started
     check_cancel()
-    targets = [ConceptTarget(c.cav, c.artifact_ids, c.attacked_class, c.lam) for c in concepts]
     result = correct(
         model,
         dataset,
-        targets,
+        [c.target() for c in concepts],
         job.method,
         method_config_from(job.method, job.method_options),
         job.loop,
@@ -349,33 +180,17 @@ def run_correction_job(
     )
     check_cancel()
     progress.phase("evaluating the corrected model", 0.9)
-    for concept in concepts:
-        concept.after = concept.evaluate(result.model, dataset)
+    outcomes = tuple(c.outcome(c.evaluate(result.model, dataset)) for c in concepts)
     progress.phase("exporting the corrected model", 0.98)
-    examples = _examples(dataset, own.attacked, attacked_class, annotated_test)
-    rows = [c.record() for c in concepts]
+    first = concepts[0]
     checkpoint, card = export_corrected(
         result,
         Path(job.out),
-        cav=cav,
-        cav_summary=cav_summary,
+        cavs=[c.cav for c in concepts],
+        outcomes=outcomes,
         dataset=dataset,
-        before=own.before,
-        after=own.after,
-        artifact_ids=artifact_ids,
-        concepts=[row | {"vector": [float(v) for v in c.cav.vector]} for row, c in zip(rows, concepts)],
+        artifact_ids=first.artifact_ids,
     )
-    return {
-        "checkpoint": str(checkpoint),
-        "card": str(card),
-        "cav_file": str(cav_file(checkpoint)),
-        "examples": str(save_examples(checkpoint, examples)),
-        "method": job.method,
-        "cached_path": result.cached_path,
-        "seconds": result.seconds,
-        "before": own.before.to_dict(),
-        "after": own.after.to_dict(),
-        "concepts": rows,
-        "history": result.history,
-        "cav": cav_summary,
-    }
+    examples = save_examples(checkpoint, run_examples(dataset, first))
+    outputs = RunOutputs(str(checkpoint), str(card), str(cav_file(checkpoint)), str(examples))
+    return RunResult(job.method, outcomes, tuple(result.history), result.seconds, result.cached_path, outputs)

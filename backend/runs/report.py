@@ -27,20 +27,19 @@ import torch
 
 from backend import __version__
 from backend.attribution import class_heatmaps, image_batch, overlay
-from backend.concepts import Cav, load_cav, planted_labels, read_concept_labels
+from backend.concepts import Cav, CavSummary, load_cav, planted_labels, read_concept_labels
 from backend.data import ClarcDataset, open_dataset
 from backend.errors import ClarcError, ConfigError
-from backend.evaluation import describe_attack
+from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
 from backend.models import LoadedModel, load_checkpoint
 from backend.runs.compare import concept_rows
 from backend.runs.export import load_examples
-from backend.runs.job import method_config_from
+from backend.runs.job import CorrectionJob, method_config_from
 from backend.runs.report_charts import Point, line_chart, scatter_chart
 from backend.runs.report_html import (
     change,
     confusion_table,
     esc,
-    figure_text,
     flatten,
     kv,
     note,
@@ -52,6 +51,7 @@ from backend.runs.report_html import (
     tile,
     when,
 )
+from backend.runs.result import RunResult
 from backend.runs.store import RunRecord, RunStore
 from backend.runs.sweep import sweep_summary
 from backend.storage import atomic_write_bytes
@@ -62,17 +62,6 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED_OUTPUTS = {"checkpoint": "corrected checkpoint", "card": "model card", "cav_file": "CAV file"}
 _N_ANNOTATION_EXAMPLES = 6  # training images shown per concept label
-_FIGURES = {  # EvaluationResult field -> what the report calls it
-    "clean_acc": "clean accuracy",
-    "attacked_acc": "attacked accuracy",
-    "with_artifact_acc": "accuracy, test images annotated with the artifact",
-    "without_artifact_acc": "accuracy, the other test images",
-    "tcav_sensitivity": "TCAV sensitivity",
-    "tcav_score": "TCAV score",
-    "annotated_tcav_sensitivity": "TCAV sensitivity, annotated test images",
-    "annotated_tcav_score": "TCAV score, annotated test images",
-    "r_bias": "R_bias (relevance on the artifact)",
-}
 _HISTORY = {"loss": "loss (cross-entropy + penalty)", "ce": "cross-entropy", "penalty": "penalty"}  # metric -> name
 _CAV_QUALITY = {
     "train_auc": "AUC on its training samples",
@@ -129,18 +118,19 @@ def _dataset(record: RunRecord, model: LoadedModel, workspace: Path) -> tuple[Cl
 
 def _header(record: RunRecord) -> str:
     """Title, what was done in one sentence, and the headline figures before → after."""
-    before, after, cav = record.result["before"], record.result["after"], record.result.get("cav") or {}
+    result = record.correction
+    before, after, cav = result.before, result.after, result.cav
     cards = [
-        f'<div class="card"><div class="label">{esc(_FIGURES[key])}</div><div class="value">'
-        f"{figure_text(key, before.get(key))} → {figure_text(key, after.get(key))}</div>"
-        f"<div>{change(key, before.get(key), after.get(key))}</div></div>"
-        for key in ("clean_acc", "attacked_acc", "tcav_sensitivity", "r_bias")
-        if after.get(key) is not None
+        f'<div class="card"><div class="label">{esc(figure.label)}</div><div class="value">'
+        f"{figure.text(getattr(before, key))} → {figure.text(getattr(after, key))}</div>"
+        f"<div>{change(figure, getattr(before, key), getattr(after, key))}</div></div>"
+        for key, figure in ((k, FIGURES[k]) for k in HEADLINE)
+        if getattr(after, key) is not None
     ]
     summary = (
-        f"<b>{esc(record.config['method'])}</b> along a {esc(cav.get('kind'))} CAV of the concept "
-        f"<b>{esc(cav.get('concept'))}</b> in layer <code>{esc(cav.get('layer'))}</code>, attacked class "
-        f"<b>{esc(after.get('attacked_class') or cav.get('attacked_class'))}</b>."
+        f"<b>{esc(record.config['method'])}</b> along a {esc(cav.kind)} CAV of the concept "
+        f"<b>{esc(cav.concept)}</b> in layer <code>{esc(cav.layer)}</code>, attacked class "
+        f"<b>{esc(after.attacked_class or cav.attacked_class)}</b>."
     )
     return (
         f"<header><h1>Audit report: {esc(record.name)}</h1>"
@@ -181,15 +171,15 @@ def _model_and_data(record: RunRecord, corrected: LoadedModel, base: LoadedModel
 
 def _labels(record: RunRecord, dataset: ClarcDataset) -> tuple[str, dict[str, int] | None]:
     """Where the concept labels come from, in words, and the labels when they can be read."""
-    config = record.config
-    if config.get("labels"):
-        where = f"the annotations <code>{esc(config['labels'])}</code>"
+    first = CorrectionJob.from_dict(record.config).concepts[0]
+    if first.labels:
+        where = f"the annotations <code>{esc(first.labels)}</code>"
         try:
-            return where, read_concept_labels(config["labels"])
+            return where, read_concept_labels(first.labels)
         except ClarcError as exc:
             return f"{where}, which cannot be read now ({esc(exc)})", None
-    if config.get("cav"):
-        return f"the saved CAV <code>{esc(config['cav'])}</code> (the samples it was fitted on)", None
+    if first.cav:
+        return f"the saved CAV <code>{esc(first.cav)}</code> (the samples it was fitted on)", None
     if dataset.planting is not None:
         return f"the planted artifact <b>{esc(dataset.planting.artifact)}</b>", planted_labels(dataset)
     return "the samples the CAV was fitted on", None
@@ -236,10 +226,10 @@ def _annotations(record: RunRecord, cav: Cav, card: dict, dataset: ClarcDataset 
     return section("annotations", "Concept annotations", *parts)
 
 
-def _cav_section(summary: dict, cav: Cav) -> str:
+def _cav_section(summary: CavSummary, cav: Cav) -> str:
     pairs = [
-        ("name", esc(summary.get("name") or "–")),
-        ("source", esc(summary.get("source") or "–")),
+        ("name", esc(summary.name or "–")),
+        ("source", esc(summary.source or "–")),
         ("kind", f"<b>{esc(cav.kind)}</b>"),
         ("layer", f"<code>{esc(cav.layer)}</code>"),
         ("pooling", esc(cav.pooling)),
@@ -251,12 +241,13 @@ def _cav_section(summary: dict, cav: Cav) -> str:
         ("fit parameters", f"<code>{esc(json.dumps(cav.params))}</code>" if cav.params else "defaults"),
         ("fit time", f"{cav.fit_seconds:.3f} s" if cav.fit_seconds >= 1 else f"{cav.fit_seconds * 1000:.1f} ms"),
     ]
-    pairs += [(label, num(summary[key])) for key, label in _CAV_QUALITY.items() if summary.get(key) is not None]
-    significance = summary.get("significance")
+    quality = {key: getattr(summary, key) for key in _CAV_QUALITY}
+    pairs += [(label, num(quality[key])) for key, label in _CAV_QUALITY.items() if quality[key] is not None]
+    significance = summary.significance
     if significance:
         test = f"score {num(significance.get('score'))}, p = {num(significance.get('p_value'))}"
         pairs.append(("permutation test against random CAVs", test))
-    if not any(summary.get(key) is not None for key in (*_CAV_QUALITY, "significance")):
+    if significance is None and all(value is None for value in quality.values()):
         pairs.append(("quality", "not stored with this run (a saved CAV keeps its figures in the CAV library)"))
     return section("cav", "The CAV", kv(pairs))
 
@@ -274,30 +265,24 @@ def _config_section(config: dict) -> str:
     )
 
 
-def _figures_section(before: dict, after: dict) -> str:
-    keys = [k for k in _FIGURES if before.get(k) is not None or after.get(k) is not None]
+def _figures_section(before: EvaluationResult, after: EvaluationResult) -> str:
+    pairs = [(f, getattr(before, k), getattr(after, k)) for k, f in FIGURES.items()]
     rows = [
-        [
-            esc(_FIGURES[k]),
-            figure_text(k, before.get(k)),
-            figure_text(k, after.get(k)),
-            change(k, before.get(k), after.get(k)),
-        ]
-        for k in keys
+        [esc(f.label), f.text(b), f.text(a), change(f, b, a)] for f, b, a in pairs if b is not None or a is not None
     ]
     parts = [
         note(
-            f"Measured on the {esc(after.get('split', 'test'))} split ({esc(after.get('n'))} images). "
+            f"Measured on the {esc(after.split)} split ({esc(after.n)} images). "
             f"Attacked images: {esc(describe_attack(after))}."
         ),
         table(["figure", "before", "after", "change"], rows, (1, 2, 3)),
     ]
-    classes = after.get("classes") or list(after.get("clean_acc_per_class") or {})
+    classes = after.classes or list(after.clean_acc_per_class)
     columns = [
-        (f"{figure} {moment}", figures[key])
+        (f"{figure} {moment}", getattr(figures, key))
         for figure, key in (("clean", "clean_acc_per_class"), ("attacked", "attacked_acc_per_class"))
         for moment, figures in (("before", before), ("after", after))
-        if figures.get(key)
+        if getattr(figures, key)
     ]
     rows = [[esc(c)] + [pct(values.get(c)) for _, values in columns] for c in classes]
     parts += [
@@ -305,9 +290,9 @@ def _figures_section(before: dict, after: dict) -> str:
         table(["class", *(n for n, _ in columns)], rows, range(1, len(columns) + 1)),
     ]
     for name, key in (("Clean", "confusion"), ("Attacked", "attacked_confusion")):
-        if before.get(key) and after.get(key):
+        if getattr(before, key) and getattr(after, key):
             tables = "".join(
-                f"<figure>{confusion_table(figures[key], classes)}<figcaption>{moment}</figcaption></figure>"
+                f"<figure>{confusion_table(getattr(figures, key), classes)}<figcaption>{moment}</figcaption></figure>"
                 for moment, figures in (("before", before), ("after", after))
             )
             parts += [
@@ -317,7 +302,7 @@ def _figures_section(before: dict, after: dict) -> str:
     return section("figures", "Before and after the correction", *parts)
 
 
-def _concepts_section(result: dict) -> str:
+def _concepts_section(result: RunResult) -> str:
     """A row per concept when the run corrected several at once (none otherwise)."""
     rows = concept_rows(result)
     if len(rows) < 2:
@@ -330,10 +315,7 @@ def _concepts_section(result: dict) -> str:
             *(
                 value
                 for key in ("attacked_acc", "tcav_sensitivity", "r_bias")
-                for value in (
-                    figure_text(key, row[f"{key} before"]),
-                    figure_text(key, row[f"{key} after"]),
-                )
+                for value in (FIGURES[key].text(row[f"{key} before"]), FIGURES[key].text(row[f"{key} after"]))
             ),
             pct(row["gap closed"]),
         ]
@@ -438,9 +420,9 @@ def _sweep(store: RunStore, record: RunRecord) -> str:
             Point(r["clean_acc"], r["attacked_acc"], _sweep_label(r), r["pareto"], r["run_id"] == record.id)
             for r in plotted
         ]
-        before = record.result["before"]
-        if before.get("attacked_acc") is not None:
-            points.append(Point(before["clean_acc"], before["attacked_acc"], "before correction"))
+        before = record.correction.before
+        if before.attacked_acc is not None:
+            points.append(Point(before.clean_acc, before.attacked_acc, "before correction"))
         chart = scatter_chart(points, "clean accuracy", "attacked accuracy", "clean against attacked accuracy")
         caption = "clean against attacked accuracy of each run after its correction"
         parts.append(f'<figure class="chart">{chart}<figcaption>{caption}</figcaption></figure>')
@@ -476,17 +458,17 @@ def build_report(store: RunStore, run_id: str) -> str:
     cav = load_cav(record.outputs["cav_file"])
     base, base_why = _base_model(record)
     dataset, dataset_why = _dataset(record, corrected, store.workspace)
-    result = record.result
+    result = record.correction
     body = [
         _header(record),
         _model_and_data(record, corrected, base, dataset, dataset_why),
         _annotations(record, cav, card, dataset, dataset_why),
-        _cav_section(result.get("cav") or {}, cav),
+        _cav_section(result.cav, cav),
         _config_section(record.config),
-        _figures_section(result["before"], result["after"]),
+        _figures_section(result.before, result.after),
         _concepts_section(result),
         _heatmaps(record, base, corrected, base_why),
-        _training(record.history or result.get("history") or [], result.get("seconds")),
+        _training(record.history or list(result.history), result.seconds),
         _sweep(store, record),
     ]
     return page(f"Audit report · {record.name} · {record.id}", body)

@@ -13,12 +13,12 @@ from html import escape
 import numpy as np
 
 from backend.attribution import to_png
+from backend.evaluation import Figure
 
 __all__ = [
     "change",
     "confusion_table",
     "esc",
-    "figure_text",
     "flatten",
     "image",
     "kv",
@@ -91,20 +91,13 @@ def num(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def figure_text(key: str, value: float | None) -> str:
-    """A figure as the report writes it: accuracies (`*_acc`) as percentages, the rest with three decimals."""
-    return pct(value) if key.endswith("_acc") else num(value)
-
-
-def change(key: str, before: float | None, after: float | None) -> str:
-    """After minus before (points for accuracies), coloured by direction: up is good for accuracy, down for the
-    others (TCAV sensitivity, R_bias: how much the model uses the artifact)."""
-    if before is None or after is None:
+def change(figure: Figure, before: float | None, after: float | None) -> str:
+    """After minus before as the figure writes it, coloured by whether it is an improvement."""
+    text = figure.change_text(before, after)
+    improved = figure.improved(before, after)
+    if not text:
         return "–"
-    delta = after - before
-    text = f"{delta * 100:+.1f} pts" if key.endswith("_acc") else f"{delta:+.3f}"
-    good = delta > 0 if key.endswith("_acc") else delta < 0
-    return f'<span class="{"up" if good else "down"}">{text}</span>' if delta else text
+    return text if improved is None else f'<span class="{"up" if improved else "down"}">{text}</span>'
 
 
 def when(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ of losing updates; readers never block writers.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.errors import ConfigError
+from backend.runs.result import RunResult
 from backend.storage import resolve_workspace
 from backend.storage.database import connect, create_tables
 
@@ -90,6 +92,11 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"history": list(self.history)}
+
+    @functools.cached_property
+    def correction(self) -> RunResult | None:
+        """A finished correction run's result, typed (`result` is its stored form); None for other runs."""
+        return RunResult.from_dict(self.result) if self.kind == "correction" and self.result else None
 
     def looks_dead(self, now: float, stale_after: float = STALE_SECONDS) -> bool:
         """Active, but its worker has not beaten for `stale_after` seconds."""

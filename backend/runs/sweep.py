@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import fields, replace
-from pathlib import Path
+from dataclasses import replace
 
 from backend.correction import get_method
 from backend.errors import ConfigError
-from backend.runs.job import CorrectionJob
+from backend.runs.job import CorrectionJob, stated_penalty_weight
+from backend.runs.run_concepts import short_name
 from backend.runs.store import RunStore
 
 __all__ = ["pareto_front", "run_name", "submit_sweep", "sweep_summary"]
@@ -27,14 +27,10 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 def run_name(job: CorrectionJob) -> str:
     """A run's name that says what it is: concept(s), method, λ (where the method has one) and epochs."""
-    lam = job.method_options.get("lam")
-    if lam is None and "lam" in {f.name for f in fields(get_method(job.method).config)}:
-        lam = get_method(job.method).config().lam
-    concepts = [job.concept or job.cav or "planted artifact"]
-    concepts += [Path(x.cav).name.removesuffix(".json").removesuffix(".cav") for x in job.more_concepts]
-    parts = [" + ".join(concepts), job.method]
+    lam = get_method(job.method).penalty_weight_of(job.method_options)
+    parts = [" + ".join(short_name(spec) for spec in job.concepts), job.method]
     parts += [f"λ={lam:g}"] if lam is not None else []
-    trains = get_method(job.method).factory.trains
+    trains = get_method(job.method).trains
     parts += [f"{job.loop.epochs} epoch{'s' if job.loop.epochs != 1 else ''}"] if trains else []
     return " · ".join(parts)
 
@@ -52,15 +48,15 @@ def submit_sweep(
     sweep_id = "sweep-" + uuid.uuid4().hex[:8]
     run_ids = []
     for method in methods or (base.method,):
-        takes_lam = "lam" in {f.name for f in fields(get_method(method).config)}
+        knob = get_method(method).penalty_weight
         for kind in cav_kinds or (base.cav_kind,):
             options = dict(base.method_options) if method == base.method else {}
-            for lam in lams if takes_lam else (None,):
+            for lam in lams if knob else (None,):
                 job = replace(
                     base,
                     method=method,
                     cav_kind=kind,
-                    method_options=options | ({"lam": float(lam)} if takes_lam else {}),
+                    method_options=options | ({knob: float(lam)} if knob else {}),
                 )
                 label = run_name(job) + (f" · {kind} CAV" if cav_kinds else "")
                 run_ids.append(executor.submit(job, name=label, sweep_id=sweep_id))
@@ -73,7 +69,7 @@ def sweep_summary(store: RunStore, sweep_id: str) -> list[dict]:
     runs that succeeded (on clean accuracy alone when no run has attacked figures)."""
     rows = []
     for record in store.list(sweep_id=sweep_id):
-        after = (record.result or {}).get("after") or {}
+        after = record.correction.after if record.correction else None
         rows.append(
             {
                 "run_id": record.id,
@@ -81,11 +77,11 @@ def sweep_summary(store: RunStore, sweep_id: str) -> list[dict]:
                 "status": record.status,
                 "method": record.config.get("method"),
                 "cav_kind": record.config.get("cav_kind"),
-                "lam": record.config.get("method_options", {}).get("lam"),
-                "clean_acc": after.get("clean_acc"),
-                "attacked_acc": after.get("attacked_acc"),
-                "attack_source": after.get("attack_source"),
-                "tcav_sensitivity": after.get("tcav_sensitivity"),
+                "lam": stated_penalty_weight(record.config),
+                "clean_acc": getattr(after, "clean_acc", None),
+                "attacked_acc": getattr(after, "attacked_acc", None),
+                "attack_source": getattr(after, "attack_source", None),
+                "tcav_sensitivity": getattr(after, "tcav_sensitivity", None),
                 "pareto": False,
             }
         )

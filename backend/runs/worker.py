@@ -73,9 +73,9 @@ def execute_run(workspace: str, run_id: str, *, hard_cancel: bool = False) -> st
         else:
             job = CorrectionJob.from_dict(record.config)
             logger.info("run %s: %s", run_id, job.to_dict())
-            summary = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
-            kept = ("checkpoint", "card", "cav_file", "examples")
-            outputs = {key: summary[key] for key in kept} | {"log": str(run_dir / "run.log")}
+            result = run_correction_job(job, workspace=workspace, on_progress=on_progress, cancel=cancel)
+            summary = result.to_dict()
+            outputs = result.outputs.to_dict() | {"log": str(run_dir / "run.log")}
         store.finish(run_id, "succeeded", result=summary, outputs=outputs, progress=1.0, message="done")
     except Cancelled as exc:
         store.finish(run_id, "cancelled", message=str(exc), outputs={"log": str(run_dir / "run.log")})

@@ -218,7 +218,7 @@ def test_launching_a_run_then_results_and_export(workspace):
     _click(at, _button(at, "Launch run"))
     new = [r for r in RunStore(workspace).list() if r.id not in before]
     assert len(new) == 1 and new[0].config["method"] == "rrclarc" and new[0].config["loop"]["epochs"] == 2
-    assert new[0].config["labels"].endswith(".csv") and new[0].config["dataset"] == SMALL_SPEC
+    assert new[0].config["concepts"][0]["labels"].endswith(".csv") and new[0].config["dataset"] == SMALL_SPEC
     deadline = time.time() + 240
     while (record := RunStore(workspace).get(new[0].id)).status not in FINAL_STATUSES and time.time() < deadline:
         time.sleep(1)
@@ -538,7 +538,8 @@ def test_correcting_two_saved_cavs_in_one_run_shows_a_row_per_concept(workspace)
     before = {r.id for r in RunStore(workspace).list()}
     _click(at, _button(at, "Launch run"))
     (new,) = [r for r in RunStore(workspace).list() if r.id not in before]
-    assert [c["cav"] for c in new.config["more_concepts"]] == [ids[1]] and new.config["more_concepts"][0]["lam"] == 1e4
+    more = new.config["concepts"][1:]
+    assert [c["cav"] for c in more] == [ids[1]] and more[0]["lam"] == 1e4
     assert " + " in new.name
     (record,) = _wait(workspace, [new.id])
     assert record.status == "succeeded", record.error

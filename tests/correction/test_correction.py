@@ -10,9 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from backend.concepts import cached_activations, collect_activations, fit_cav
+from backend.concepts import CavSummary, cached_activations, collect_activations, fit_cav
 from backend.correction import (
     ConceptInputs,
+    ConceptTarget,
     CorrectionCancelled,
     CorrectionFailed,
     LoopConfig,
@@ -30,7 +31,7 @@ from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.evaluation import directional_derivatives, evaluate
 from backend.models import build_model, capture_layer, load_checkpoint, split_at_layer
-from backend.runs import CorrectionJob, export_corrected, method_config_from
+from backend.runs import ConceptOutcome, CorrectionJob, export_corrected, method_config_from
 from tests.conftest import SMALL_SPEC, run_backend
 
 LAYER = "features.20"
@@ -98,7 +99,7 @@ def test_cached_and_full_forward_runs_end_in_the_same_model(model, small_dataset
         correct(
             no_dropout,
             small_dataset,
-            cav,
+            [ConceptTarget(cav)],
             "rrclarc",
             None,
             LoopConfig(cache_activations=c, **loop),
@@ -115,7 +116,9 @@ def test_cached_and_full_forward_runs_end_in_the_same_model(model, small_dataset
 
 def test_rrclarc_removes_the_shortcut_and_its_penalty_goes_down(model, embedded, cav, workspace):
     before = evaluate(model, embedded, cav)
-    result = correct(model, embedded, cav, "rrclarc", None, LoopConfig(device="cpu"), workspace=workspace)
+    result = correct(
+        model, embedded, [ConceptTarget(cav)], "rrclarc", None, LoopConfig(device="cpu"), workspace=workspace
+    )
     after = evaluate(result.model, embedded, cav)
     penalties = [h["penalty"] for h in result.history]
     assert penalties[-1] < penalties[0]
@@ -132,7 +135,7 @@ def test_every_method_runs_and_reports(method, model, small_dataset, cav, worksp
     result = correct(
         model,
         small_dataset,
-        cav,
+        [ConceptTarget(cav)],
         method,
         None,
         LoopConfig(epochs=2, device="cpu"),
@@ -152,7 +155,7 @@ def test_rrr_with_concept_masks(model, small_dataset, cav, workspace):
     result = correct(
         model,
         small_dataset,
-        cav,
+        [ConceptTarget(cav)],
         "rrr",
         RRRConfig(mask_source="concept"),
         LoopConfig(epochs=1, device="cpu"),
@@ -169,16 +172,13 @@ def test_export_reloads_with_its_metrics_and_loads_into_plain_torchvision(
     from safetensors.torch import load_file
 
     for method in ("rrclarc", "pclarc"):
-        result = correct(model, embedded, cav, method, None, LoopConfig(epochs=2, device="cpu"), workspace=workspace)
+        result = correct(
+            model, embedded, [ConceptTarget(cav)], method, None, LoopConfig(epochs=2, device="cpu"), workspace=workspace
+        )
         before, after = evaluate(model, embedded, cav), evaluate(result.model, embedded, cav)
+        outcome = ConceptOutcome(CavSummary.of(cav), None, None, before, after)
         path, card = export_corrected(
-            result,
-            tmp_path / method,
-            cav=cav,
-            dataset=embedded,
-            before=before,
-            after=after,
-            artifact_ids={"train_00001"},
+            result, tmp_path / method, cavs=[cav], outcomes=[outcome], dataset=embedded, artifact_ids={"train_00001"}
         )
         reloaded = load_checkpoint(path)
         again = evaluate(reloaded, embedded, cav)
@@ -198,7 +198,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_state(model, small_dataset, cav,
         correct(
             model,
             small_dataset,
-            cav,
+            [ConceptTarget(cav)],
             "rrclarc",
             RRClarcConfig(lam=1e38),
             LoopConfig(epochs=3, lr=1e30),
@@ -212,7 +212,16 @@ def test_cancellation_stops_the_run(model, small_dataset, cav, workspace):
     flag = threading.Event()
     flag.set()
     with pytest.raises(CorrectionCancelled):
-        correct(model, small_dataset, cav, "finetune", None, LoopConfig(epochs=2), workspace=workspace, cancel=flag)
+        correct(
+            model,
+            small_dataset,
+            [ConceptTarget(cav)],
+            "finetune",
+            None,
+            LoopConfig(epochs=2),
+            workspace=workspace,
+            cancel=flag,
+        )
     assert _no_hooks(model.module)
 
 

@@ -30,7 +30,7 @@ from backend.models import (
     load_checkpoint,
     save_checkpoint,
 )
-from backend.runs import CorrectionJob, ExtraConcept, run_correction_job
+from backend.runs import ConceptSpec, CorrectionJob, run_correction_job
 from backend.training import TrainConfig, train_model
 
 LAYER = "features.20"
@@ -132,10 +132,9 @@ def test_a_joint_run_measures_every_concept_before_and_after(two_artifacts, work
         checkpoint=str(checkpoint),
         dataset=spec,
         loop=LoopConfig(epochs=2, device="cpu"),
-        cav=str(files["skin_marker"]),
-        labels=str(root / "labels-skin_marker.csv"),
-        more_concepts=(
-            ExtraConcept(
+        concepts=(
+            ConceptSpec(cav=str(files["skin_marker"]), labels=str(root / "labels-skin_marker.csv")),
+            ConceptSpec(
                 cav=str(files["band_aid"]),
                 labels=str(root / "labels-band_aid.csv"),
                 lam=1e4,
@@ -144,7 +143,7 @@ def test_a_joint_run_measures_every_concept_before_and_after(two_artifacts, work
         ),
     )
     assert CorrectionJob.from_dict(json.loads(json.dumps(job.to_dict()))) == job
-    result = run_correction_job(job, workspace=workspace)
+    result = run_correction_job(job, workspace=workspace).to_dict()  # the stored form
     rows = {row["concept"]: row for row in result["concepts"]}
     assert set(rows) == set(PLANTINGS)
     assert rows["band_aid"]["attacked_class"] == "nevus" and rows["band_aid"]["lam"] == 1e4
@@ -169,10 +168,10 @@ def test_concepts_of_different_layers_or_unknown_cavs_are_refused(two_artifacts,
     skin = fit_concept(model, dataset, read_concept_labels(root / "labels-skin_marker.csv"), n_random=0).cav
     with pytest.raises(ConfigError, match="same layer"):
         correct(model, dataset, [ConceptTarget(skin), ConceptTarget(other)], loop=LoopConfig(epochs=1, device="cpu"))
-    base = dict(out=str(tmp_path / "x"), checkpoint=str(checkpoint), dataset=spec, cav=str(files["skin_marker"]))
-    job = CorrectionJob(**base, more_concepts=(ExtraConcept(cav="no such cav"),))
+    base = dict(out=str(tmp_path / "x"), checkpoint=str(checkpoint), dataset=spec)
+    job = CorrectionJob(**base, concepts=(ConceptSpec(cav=str(files["skin_marker"])), ConceptSpec(cav="no such cav")))
     with pytest.raises(ConfigError, match="no such cav"):
         run_correction_job(job, workspace=workspace)
     with pytest.raises(ConfigError, match="non-negative"):
-        ExtraConcept(cav=str(files["band_aid"]), lam=-1.0)
+        ConceptSpec(cav=str(files["band_aid"]), lam=-1.0)
     assert not (tmp_path / "x").exists()  # nothing half-written

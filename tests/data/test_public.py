@@ -180,7 +180,7 @@ def _loop(spec: str, workspace, tmp_path) -> dict:
     job = CorrectionJob(
         out=str(tmp_path / "run"), checkpoint=str(checkpoint), dataset=spec, loop=LoopConfig(epochs=2, device="cpu")
     )
-    return run_correction_job(job, workspace=workspace)
+    return run_correction_job(job, workspace=workspace).to_dict()  # the stored form
 
 
 def test_the_whole_loop_on_a_tiny_bone_age(boneage, workspace, tmp_path):

@@ -528,7 +528,7 @@ def test_dashboard_end_to_end(tmp_path):
             assert "running · evaluating the model before the correction" in phases and len(phases) >= 2, seen
             record = RunStore(workspace).get(run_id)
             assert record.status == "succeeded" and record.config["method"] == "rrclarc"
-            assert record.config["loop"]["epochs"] == 3 and record.config["labels"], record.config
+            assert record.config["loop"]["epochs"] == 3 and record.config["concepts"][0]["labels"], record.config
             assert CONCEPT in record.name and "rrclarc" in record.name and "3 epochs" in record.name, record.name
             expect(page.get_by_role("combobox", name="Watch run", exact=True)).to_have_value(
                 f"{run_id} · {record.name}"

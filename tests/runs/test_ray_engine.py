@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from backend.correction import LoopConfig
-from backend.runs import CorrectionJob
+from backend.runs import ConceptSpec, CorrectionJob
 from tests.conftest import ROOT, SMALL_SPEC
 
 # Keep every Ray socket on the loopback interface (Ray's own switch for single-machine runtimes).
@@ -60,7 +60,9 @@ def test_runs_execute_as_ray_tasks_and_report_to_the_store(ray_address, tmp_path
 
     executor = RayExecutor(ray_address, tmp_path)
     good = executor.submit(CorrectionJob(out="", dataset=SMALL_SPEC, loop=LoopConfig(epochs=2, device="cpu")))
-    bad = executor.submit(CorrectionJob(out="", dataset=SMALL_SPEC, labels=str(tmp_path / "missing.csv")))
+    bad = executor.submit(
+        CorrectionJob(out="", dataset=SMALL_SPEC, concepts=(ConceptSpec(labels=str(tmp_path / "missing.csv")),))
+    )
     records = {r.id: r for r in executor.wait([good, bad], timeout=300)}
     assert records[good].status == "succeeded", records[good].error
     assert records[good].engine == "ray" and len(records[good].history) == 2

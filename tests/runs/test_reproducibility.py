@@ -14,7 +14,7 @@ from tests.conftest import SMALL_SPEC
 def test_a_cold_and_a_warm_cache_give_the_same_model(tmp_path):
     job = CorrectionJob(out="", dataset=SMALL_SPEC, loop=LoopConfig(epochs=2, device="cpu"))
     runs = [
-        run_correction_job(replace(job, out=str(tmp_path / name)), workspace=tmp_path / workspace)
+        run_correction_job(replace(job, out=str(tmp_path / name)), workspace=tmp_path / workspace).to_dict()
         for name, workspace in (("cold", "one"), ("warm", "one"), ("other", "two"))
     ]
     assert all(r["cached_path"] for r in runs)

@@ -9,6 +9,7 @@ import time
 
 from backend.correction import LoopConfig
 from backend.runs import (
+    ConceptSpec,
     CorrectionJob,
     LocalExecutor,
     RunStore,
@@ -53,7 +54,7 @@ def test_submit_runs_in_a_worker_process_and_succeeds_with_metrics(tmp_path):
 
 def test_a_run_that_raises_is_failed_with_its_message(tmp_path):
     executor = LocalExecutor(tmp_path)
-    run_id = executor.submit(_job(labels=str(tmp_path / "missing.csv")))
+    run_id = executor.submit(_job(concepts=(ConceptSpec(labels=str(tmp_path / "missing.csv")),)))
     record = executor.wait([run_id], timeout=120)[0]
     assert record.status == "failed"
     assert "cannot read concept labels" in record.error and "Traceback" in record.traceback
@@ -99,7 +100,8 @@ def test_twelve_concurrent_submissions_from_four_threads(tmp_path):
     def submit_three():  # each run is a worker process that imports torch (~4 s): 12 of them, not more
         try:
             for _ in range(3):
-                run_id = executor.submit(_job(labels=str(tmp_path / "missing.csv")))  # fails fast in its worker
+                missing = ConceptSpec(labels=str(tmp_path / "missing.csv"))
+                run_id = executor.submit(_job(concepts=(missing,)))  # fails fast in its worker
                 with lock:
                     ids.append(run_id)
         except Exception as exc:  # noqa: BLE001

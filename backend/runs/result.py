@@ -1,0 +1,131 @@
+"""A correction run's result as one typed object: a row per concept (its CAV and its figures before and after), the
+training history, the time and the files it wrote. Serialised only where it is stored (the run store, `--json`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.concepts import CavSummary
+from backend.evaluation import EvaluationResult
+
+__all__ = ["ConceptOutcome", "RunOutputs", "RunResult"]
+
+
+@dataclass(frozen=True)
+class ConceptOutcome:
+    """One concept of a run: its CAV, the class its artifact is tied to, its own λ (None: the method's) and the
+    figures before and after the correction on its attacked images."""
+
+    cav: CavSummary
+    attacked_class: str | None
+    lam: float | None
+    before: EvaluationResult
+    after: EvaluationResult
+
+    @property
+    def name(self) -> str | None:
+        return self.cav.name
+
+    @property
+    def concept(self) -> str | None:
+        return self.cav.concept
+
+    def gap_closed(self) -> float | None:
+        """The share of the clean-vs-attacked accuracy gap before the correction that it removed (None: no gap or
+        no attacked figures)."""
+        b, a = self.before, self.after
+        if None in (b.attacked_acc, a.attacked_acc) or b.clean_acc - b.attacked_acc <= 0:
+            return None
+        return 1 - (a.clean_acc - a.attacked_acc) / (b.clean_acc - b.attacked_acc)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.cav.name,
+            "concept": self.cav.concept,
+            "source": self.cav.source,
+            "attacked_class": self.attacked_class,
+            "lam": self.lam,
+            "cav": self.cav.to_dict(),
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConceptOutcome:
+        """A row as `to_dict` wrote it (its name, concept and source over its CAV's); an older row had no `cav`."""
+        cav = (data.get("cav") or {}) | {k: data[k] for k in ("name", "concept", "source") if k in data}
+        return cls(
+            CavSummary.from_dict(cav),
+            data.get("attacked_class"),
+            data.get("lam"),
+            EvaluationResult.from_dict(data["before"]),
+            EvaluationResult.from_dict(data["after"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """The files a run wrote: the corrected checkpoint, its model card, the CAV file and the example images."""
+
+    checkpoint: str
+    card: str
+    cav_file: str
+    examples: str
+
+    def to_dict(self) -> dict:
+        return {"checkpoint": self.checkpoint, "card": self.card, "cav_file": self.cav_file, "examples": self.examples}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a correction run produced. `concepts` has a row per concept, none special; `before`, `after` and `cav`
+    are the first concept's, the run's headline."""
+
+    method: str
+    concepts: tuple[ConceptOutcome, ...]
+    history: tuple[dict, ...]
+    seconds: float
+    cached_path: bool
+    outputs: RunOutputs
+
+    @property
+    def before(self) -> EvaluationResult:
+        return self.concepts[0].before
+
+    @property
+    def after(self) -> EvaluationResult:
+        return self.concepts[0].after
+
+    @property
+    def cav(self) -> CavSummary:
+        return self.concepts[0].cav
+
+    def to_dict(self) -> dict:
+        """The stored form: the outputs' paths, `before`/`after`/`cav` of the first concept (what scripts read) and
+        a row per concept."""
+        return self.outputs.to_dict() | {
+            "method": self.method,
+            "cached_path": self.cached_path,
+            "seconds": self.seconds,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "cav": self.cav.to_dict(),
+            "concepts": [c.to_dict() for c in self.concepts],
+            "history": list(self.history),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        """The result as `to_dict` wrote it. An older record's first row lacks the CAV's details and figures beyond
+        the headline: the stored `cav`, `before` and `after` fill them in."""
+        rows = list(data.get("concepts") or [{"before": data["before"], "after": data["after"]}])
+        rows[0] = rows[0] | {"cav": data.get("cav"), "before": data["before"], "after": data["after"]}
+        outputs = RunOutputs(**{k: str(data.get(k, "")) for k in ("checkpoint", "card", "cav_file", "examples")})
+        return cls(
+            method=data.get("method", ""),
+            concepts=tuple(ConceptOutcome.from_dict(row) for row in rows),
+            history=tuple(data.get("history") or ()),
+            seconds=float(data.get("seconds") or 0.0),
+            cached_path=bool(data.get("cached_path")),
+            outputs=outputs,
+        )
