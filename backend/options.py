@@ -54,20 +54,17 @@ def option(
     command-line spellings besides `--field-name`, `flag` replaces that spelling (where the name is a keyword:
     `--class`), `metavar` names the value in the help, `positional` makes it an argument given by place. Without a
     default the option is required; a `tuple[T, ...]` option is given once per value."""
-    return _declared(default, default_factory, help, label, choices, flags, flag, metavar, positional, switch=False)
+    metadata = {"help": help, "label": label, "choices": choices, "flags": flags, "flag": flag, "metavar": metavar}
+    metadata |= {"positional": positional, "switch": False}
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def switch(*, help: str, flags: tuple[str, ...] = ()) -> Any:
     """A bool option that is off unless given: `--name` alone, without the `--no-name` of other bool options."""
-    return _declared(False, MISSING, help, None, None, flags, None, None, False, switch=True)
-
-
-def _declared(default, default_factory, help, label, choices, flags, flag, metavar, positional, *, switch) -> Any:
-    metadata = {"help": help, "label": label, "choices": choices, "flags": flags, "flag": flag, "metavar": metavar}
-    metadata |= {"positional": positional, "switch": switch}
-    if default_factory is not MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+    plain = option(False, help=help, flags=flags)
+    return dataclasses.field(default=False, metadata=dict(plain.metadata, switch=True))
 
 
 @dataclass(frozen=True)
@@ -211,6 +208,13 @@ class JsonOutput:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DatasetOption:
+    """The dataset a command works on."""
+
+    dataset: str | None = option(None, help="dataset spec (default: the one the model was trained on)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelOption:
     """The model a command works on."""
 
@@ -223,14 +227,11 @@ class ModelOption:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DatasetOption:
-    """The dataset a command works on."""
-
-    dataset: str | None = option(None, help="dataset spec (default: the one the model was trained on)")
-
-
-@dataclass(frozen=True, kw_only=True)
 class LayerOption:
     """The layer a command's CAV lives in."""
 
     layer: str | None = option(None, help="the CAV layer (default: the architecture's default CAV layer)")
+
+    def layer_of(self, model) -> str:
+        """The --layer, else the default CAV layer of `model` (a LoadedModel)."""
+        return self.layer or model.default_layer

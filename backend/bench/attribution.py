@@ -67,7 +67,7 @@ def bench_attribution(opts: AttributionBench) -> AttributionResult:
     dataset = open_dataset(model.meta.dataset, opts.workspace)
     if dataset.planting is None:
         raise ConfigError("bench attribution needs a dataset with a planted artifact")
-    layer = opts.layer or model.default_layer
+    layer = opts.layer_of(model)
     attacked_class = dataset.classes.index(dataset.planting.classes[0])
     n_test = 300 if opts.quick else len(dataset.split("test"))
     n_val = 150 if opts.quick else len(dataset.split("val"))

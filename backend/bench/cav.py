@@ -70,7 +70,7 @@ class CavResult(BenchResult):
 @register_bench("cav", CavBench)
 def bench_cav(opts: CavBench) -> CavResult:
     model = load_checkpoint(opts.checkpoint_path)
-    layer = opts.layer or model.default_layer
+    layer = opts.layer_of(model)
     dataset = open_dataset(model.meta.dataset, opts.workspace)
     workspace = resolve_workspace(opts.workspace)
 

@@ -68,9 +68,8 @@ def add_config(parser: argparse.ArgumentParser, config: type) -> None:
 
 def given_options(args: argparse.Namespace, config: type) -> dict:
     """The declared options of `config` that the command line gave, by field name."""
-    given = {o.name: getattr(args, o.name, None) for o in options_of(config)}
-    repeated = {o.name for o in options_of(config) if o.repeated}
-    return {name: tuple(v) if name in repeated else v for name, v in given.items() if v is not None}
+    given = {o: getattr(args, o.name, None) for o in options_of(config)}
+    return {o.name: tuple(v) if o.repeated else v for o, v in given.items() if v is not None}
 
 
 def from_args(read: Callable[[argparse.Namespace], Any]) -> Any:
