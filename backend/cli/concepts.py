@@ -60,27 +60,27 @@ class CavOptions(CommonOptions, ModelOption, DatasetOption, LayerOption, JsonOut
 
 
 @command("cav", CavOptions)
-def _run_cav(args: CavOptions) -> int:
-    model, dataset = model_and_dataset(args)
-    labels = read_concept_labels(args.labels) if args.labels else planted_labels(dataset, args.split)
+def _run_cav(opts: CavOptions) -> int:
+    model, dataset = model_and_dataset(opts)
+    labels = read_concept_labels(opts.labels) if opts.labels else planted_labels(dataset, opts.split)
     fit = fit_concept(
         model,
         dataset,
         labels,
-        split=args.split,
-        layer=args.layer,
-        pooling=args.pooling,
-        scope=args.scope,
-        attacked_class=args.attacked_class,
-        config=args.config,
-        concept=args.concept,
-        n_random=args.random,
-        workspace=args.workspace,
+        split=opts.split,
+        layer=opts.layer,
+        pooling=opts.pooling,
+        scope=opts.scope,
+        attacked_class=opts.attacked_class,
+        config=opts.config,
+        concept=opts.concept,
+        n_random=opts.random,
+        workspace=opts.workspace,
     )
     summary = fit.summary().to_dict()
     where = "all classes" if summary["scope"] == "all" else f"class {summary['attacked_class']}"
     print(
-        f"{summary['kind']} CAV for '{args.concept}' in {summary['layer']} ({summary['pooling']}-pooled), samples of "
+        f"{summary['kind']} CAV for '{opts.concept}' in {summary['layer']} ({summary['pooling']}-pooled), samples of "
         f"{where}: {summary['n_concept']} with the concept vs {summary['n_other']} without, fitted in "
         f"{summary['fit_seconds']:.3f} s"
     )
@@ -90,14 +90,14 @@ def _run_cav(args: CavOptions) -> int:
     if fit.significance is not None:
         verdict = "distinguishable from random" if fit.significance.significant else "NOT distinguishable from random"
         print(f"  significance  p = {fit.significance.p_value:.3f} ({verdict})")
-    if args.save:
-        saved = CavLibrary(args.workspace).save(fit, args.save, dataset_id=dataset.dataset_id, model=model)
+    if opts.save:
+        saved = CavLibrary(opts.workspace).save(fit, opts.save, dataset_id=dataset.dataset_id, model=model)
         summary["saved"] = saved.summary()
         print(f"saved as '{saved.name}' (id {saved.id}): correct along it with --cav '{saved.name}'")
-    if args.out:
-        summary["path"] = str(fit.cav.save(args.out))
+    if opts.out:
+        summary["path"] = str(fit.cav.save(opts.out))
         print(f"wrote {summary['path']}")
-    write_json(args.json, summary)
+    write_json(opts.json, summary)
     return 0
 
 
@@ -148,55 +148,55 @@ class _CavsImport(CavsOptions):
     name: str | None = option(None, help="the name to save it under (default: the file's)")
 
 
-def _owned(args: CavsOptions):
-    model, dataset = model_and_dataset(args)
-    return CavLibrary(args.workspace), dict(dataset_id=dataset.dataset_id, model=model_fingerprint(model)), model
+def _owned(opts: CavsOptions):
+    model, dataset = model_and_dataset(opts)
+    return CavLibrary(opts.workspace), dict(dataset_id=dataset.dataset_id, model=model_fingerprint(model)), model
 
 
 @command("cavs list", _CavsList)
-def _run_list(args: _CavsList) -> int:
-    library, owner, _ = _owned(args)
-    records = library.list() if args.all else library.list(**owner)
+def _run_list(opts: _CavsList) -> int:
+    library, owner, _ = _owned(opts)
+    records = library.list() if opts.all else library.list(**owner)
     print(f"{'name':24s} {'id':12s} {'concept':16s} {'layer':12s} {'kind':8s} {'scope':15s} {'class':14s} n")
     for r in records:
         klass = r.attacked_class or "-"
         print(
             f"{r.name:24s} {r.id:12s} {r.concept:16s} {r.layer:12s} {r.kind:8s} {r.scope:15s} {klass:14s} {r.n_concept}"
         )
-    write_json(args.json, {"cavs": [r.summary() | {"quality": r.quality} for r in records]})
+    write_json(opts.json, {"cavs": [r.summary() | {"quality": r.quality} for r in records]})
     return 0
 
 
 @command("cavs rename", _CavsRename)
-def _run_rename(args: _CavsRename) -> int:
-    library, owner, _ = _owned(args)
-    renamed = library.rename(library.get(args.cav, **owner).id, args.name)
+def _run_rename(opts: _CavsRename) -> int:
+    library, owner, _ = _owned(opts)
+    renamed = library.rename(library.get(opts.cav, **owner).id, opts.name)
     print(f"renamed to '{renamed.name}'")
     return 0
 
 
 @command("cavs delete", _CavsDelete)
-def _run_delete(args: _CavsDelete) -> int:
-    library, owner, _ = _owned(args)
-    record = library.get(args.cav, **owner)
+def _run_delete(opts: _CavsDelete) -> int:
+    library, owner, _ = _owned(opts)
+    record = library.get(opts.cav, **owner)
     library.delete(record.id)
     print(f"deleted '{record.name}'")
     return 0
 
 
 @command("cavs export", _CavsExport)
-def _run_export(args: _CavsExport) -> int:
-    library, owner, _ = _owned(args)
-    Path(args.out).write_bytes(library.export(library.get(args.cav, **owner).id))
-    print(f"wrote {args.out}")
+def _run_export(opts: _CavsExport) -> int:
+    library, owner, _ = _owned(opts)
+    Path(opts.out).write_bytes(library.export(library.get(opts.cav, **owner).id))
+    print(f"wrote {opts.out}")
     return 0
 
 
 @command("cavs import", _CavsImport)
-def _run_import(args: _CavsImport) -> int:
-    library, owner, model = _owned(args)
+def _run_import(opts: _CavsImport) -> int:
+    library, owner, model = _owned(opts)
     saved = library.import_bytes(
-        Path(args.file).read_bytes(), dataset_id=owner["dataset_id"], model=model, name=args.name
+        Path(opts.file).read_bytes(), dataset_id=owner["dataset_id"], model=model, name=opts.name
     )
     print(f"saved as '{saved.name}' (id {saved.id})")
     return 0

@@ -34,8 +34,8 @@ class CorrectOptions(CommonOptions):
 
 
 @command("correct", CorrectOptions, arguments=partial(add_job_arguments, with_out=True))
-def _run_correct(args: CorrectOptions) -> int:
-    job = args.job
+def _run_correct(opts: CorrectOptions) -> int:
+    job = opts.job
     bar = tqdm(total=job.loop.epochs, desc=job.method, unit="epoch", file=sys.stderr, disable=None)
 
     def on_progress(event) -> None:
@@ -47,7 +47,7 @@ def _run_correct(args: CorrectOptions) -> int:
         bar.write(f"{event.message} {figures}", file=sys.stderr)
 
     try:
-        result = run_correction_job(job, workspace=args.workspace, on_progress=on_progress)
+        result = run_correction_job(job, workspace=opts.workspace, on_progress=on_progress)
     finally:
         bar.close()
     before, after, cav = result.before, result.after, result.cav
@@ -64,7 +64,7 @@ def _run_correct(args: CorrectOptions) -> int:
     if len(result.concepts) > 1:
         print(concepts_table(result))
     print(f"corrected model: {result.outputs.checkpoint} (card {result.outputs.card})")
-    write_json(args.json, result.to_dict() | {"job": job.to_dict()})
+    write_json(opts.json, result.to_dict() | {"job": job.to_dict()})
     return 0
 
 
@@ -106,28 +106,28 @@ class EvaluateOptions(CommonOptions, ModelOption, DatasetOption, JsonOutput):
 
 
 @command("evaluate", EvaluateOptions)
-def _run_evaluate(args: EvaluateOptions) -> int:
-    model, dataset = model_and_dataset(args)
-    labels = read_concept_labels(args.labels) if args.labels else (planted_labels(dataset) if dataset.planting else {})
-    if args.cav:
-        cav = resolve_cav(args.cav, model, dataset.dataset_id, args.workspace)
+def _run_evaluate(opts: EvaluateOptions) -> int:
+    model, dataset = model_and_dataset(opts)
+    labels = read_concept_labels(opts.labels) if opts.labels else (planted_labels(dataset) if dataset.planting else {})
+    if opts.cav:
+        cav = resolve_cav(opts.cav, model, dataset.dataset_id, opts.workspace)
     elif labels:
         cav = fit_concept(
-            model, dataset, labels, attacked_class=args.attacked_class, n_random=0, workspace=args.workspace
+            model, dataset, labels, attacked_class=opts.attacked_class, n_random=0, workspace=opts.workspace
         ).cav
     else:
         cav = None
     marked = {sid for sid, flag in labels.items() if flag}
-    in_split = marked & set(dataset.split(args.split).sample_ids)
+    in_split = marked & set(dataset.split(opts.split).sample_ids)
     figures = evaluate(
         model,
         dataset,
         cav,
-        split=args.split,
-        artifact=args.artifact,
-        attacked_class=args.attacked_class,
+        split=opts.split,
+        artifact=opts.artifact,
+        attacked_class=opts.attacked_class,
         artifact_ids=in_split or None,
-        attack=args.attack,
+        attack=opts.attack,
         donor_ids=marked & set(dataset.split("train").sample_ids),
     ).to_dict()
     if figures.get("attack_source"):
@@ -135,5 +135,5 @@ def _run_evaluate(args: EvaluateOptions) -> int:
     for key in FIGURES:
         if figures.get(key) is not None:
             print(f"{key:20s} {figures[key]:.4f}")
-    write_json(args.json, figures)
+    write_json(opts.json, figures)
     return 0

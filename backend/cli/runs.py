@@ -68,10 +68,10 @@ class _Cancel(_Run):
     """cancel a queued or running run"""
 
 
-def _executor(args: SubmitOptions):
-    if getattr(args, "ray", None):
-        return RayExecutor(args.ray, args.workspace)
-    return LocalExecutor(args.workspace, max_cpu_jobs=getattr(args, "max_cpu_jobs", None))
+def _executor(opts: SubmitOptions):
+    if getattr(opts, "ray", None):
+        return RayExecutor(opts.ray, opts.workspace)
+    return LocalExecutor(opts.workspace, max_cpu_jobs=getattr(opts, "max_cpu_jobs", None))
 
 
 def _print_runs(records) -> None:
@@ -83,33 +83,33 @@ def _print_runs(records) -> None:
         print(f"{r.id:24s} {r.status:10s} {r.progress:8.0%} {clean:>6s} {attacked:>6s}  {r.name}")
 
 
-def _finish_submission(args, executor, run_ids: list[str], extra: dict) -> int:
-    records = executor.wait(run_ids) if args.wait else [executor.store.get(r) for r in run_ids]
+def _finish_submission(opts, executor, run_ids: list[str], extra: dict) -> int:
+    records = executor.wait(run_ids) if opts.wait else [executor.store.get(r) for r in run_ids]
     _print_runs(records)
-    write_json(args.json, extra | {"runs": [r.to_dict() for r in records]})
-    return 0 if not args.wait or all(r.status == "succeeded" for r in records) else 1
+    write_json(opts.json, extra | {"runs": [r.to_dict() for r in records]})
+    return 0 if not opts.wait or all(r.status == "succeeded" for r in records) else 1
 
 
 @command("runs submit", _Submit, arguments=partial(add_job_arguments, with_out=False))
-def _run_runs_submit(args: _Submit) -> int:
-    executor = _executor(args)
-    run_id = executor.submit(args.job, name=args.name)
-    return _finish_submission(args, executor, [run_id], {})
+def _run_runs_submit(opts: _Submit) -> int:
+    executor = _executor(opts)
+    run_id = executor.submit(opts.job, name=opts.name)
+    return _finish_submission(opts, executor, [run_id], {})
 
 
 @command("runs sweep", _Sweep, arguments=partial(add_job_arguments, with_out=False))
-def _run_runs_sweep(args: _Sweep) -> int:
+def _run_runs_sweep(opts: _Sweep) -> int:
     try:
-        lams = [float(v) for v in args.lams.split(",") if v.strip()]
+        lams = [float(v) for v in opts.lams.split(",") if v.strip()]
     except ValueError:
-        raise ClarcError(f"--lams must be comma-separated numbers, got {args.lams!r}") from None
-    methods = args.methods.split(",") if args.methods else None
-    kinds = args.cav_kinds.split(",") if args.cav_kinds else None
-    executor = _executor(args)
-    sweep_id, run_ids = submit_sweep(executor, args.job, lams, methods, kinds)
+        raise ClarcError(f"--lams must be comma-separated numbers, got {opts.lams!r}") from None
+    methods = opts.methods.split(",") if opts.methods else None
+    kinds = opts.cav_kinds.split(",") if opts.cav_kinds else None
+    executor = _executor(opts)
+    sweep_id, run_ids = submit_sweep(executor, opts.job, lams, methods, kinds)
     print(f"sweep {sweep_id}: {len(run_ids)} runs")
-    code = _finish_submission(args, executor, run_ids, {"sweep_id": sweep_id})
-    if args.wait:
+    code = _finish_submission(opts, executor, run_ids, {"sweep_id": sweep_id})
+    if opts.wait:
         _print_sweep(sweep_summary(executor.store, sweep_id))
     return code
 
@@ -124,29 +124,29 @@ def _print_sweep(rows: list[dict]) -> None:
 
 
 @command("runs list", _List)
-def _run_runs_list(args: _List) -> int:
-    store = LocalExecutor(args.workspace).store  # an executor start marks runs with dead workers as failed
-    records = store.list(sweep_id=args.sweep)
+def _run_runs_list(opts: _List) -> int:
+    store = LocalExecutor(opts.workspace).store  # an executor start marks runs with dead workers as failed
+    records = store.list(sweep_id=opts.sweep)
     _print_runs(records)
     payload = {"runs": [r.to_dict() for r in records]}
-    if args.sweep:
-        payload["summary"] = sweep_summary(store, args.sweep)
+    if opts.sweep:
+        payload["summary"] = sweep_summary(store, opts.sweep)
         _print_sweep(payload["summary"])
-    write_json(args.json, payload)
+    write_json(opts.json, payload)
     return 0
 
 
 @command("runs show", _Show)
-def _run_runs_show(args: _Show) -> int:
-    record = LocalExecutor(args.workspace).store.get(args.run_id)
+def _run_runs_show(opts: _Show) -> int:
+    record = LocalExecutor(opts.workspace).store.get(opts.run_id)
     data = record.to_dict()
     print(json.dumps({k: v for k, v in data.items() if k not in ("result", "config")}, indent=2, default=str))
-    write_json(args.json, data)
+    write_json(opts.json, data)
     return 0
 
 
 @command("runs cancel", _Cancel)
-def _run_runs_cancel(args: _Cancel) -> int:
-    status = LocalExecutor(args.workspace).cancel(args.run_id)
-    print(f"{args.run_id}: {status}")
+def _run_runs_cancel(opts: _Cancel) -> int:
+    status = LocalExecutor(opts.workspace).cancel(opts.run_id)
+    print(f"{opts.run_id}: {status}")
     return 0
