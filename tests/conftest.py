@@ -85,7 +85,9 @@ def _no_stray_workers(request):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"backend.runs.worker" in argv and any(a.decode(errors="replace").startswith(folder) for a in argv):
+        if b"backend.runs.execution.worker" in argv and any(
+            a.decode(errors="replace").startswith(folder) for a in argv
+        ):
             try:
                 os.kill(int(proc.name), 9)
             except ProcessLookupError:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from backend.cli.registry import command
 from backend.options import CommonOptions, option
 from backend.runs import RunStore
-from backend.runs.report import write_report
+from backend.runs.reporting.report import write_report
 
 __all__ = ["ReportOptions"]
 

@@ -2,7 +2,11 @@
 activations, heatmaps of a split) executed in the background, persisted in the workspace's SQLite run store, on
 local worker processes or a Ray cluster, alone or as sweeps."""
 
-from backend.runs.analysis import (
+from backend.runs.execution.dispatch import MAX_CPU_JOBS_ENV, pid_alive
+from backend.runs.execution.executor import LocalExecutor, RayExecutor
+from backend.runs.execution.foreground import foreground_held, foreground_work, wait_for_foreground
+from backend.runs.execution.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
+from backend.runs.jobs.analysis import (
     ANALYSIS_KIND,
     EMBEDDINGS,
     AnalysisCancelled,
@@ -11,16 +15,19 @@ from backend.runs.analysis import (
     run_analysis_job,
     split_embedding,
 )
-from backend.runs.compare import FILTERS, concept_rows, filter_rows, loss_histories, run_rows
-from backend.runs.dispatch import MAX_CPU_JOBS_ENV, pid_alive
-from backend.runs.executor import LocalExecutor, RayExecutor
-from backend.runs.export import N_EXAMPLES, annotation_hash, cav_file, export_corrected, load_examples, save_examples
-from backend.runs.foreground import foreground_held, foreground_work, wait_for_foreground
-from backend.runs.job import ConceptSpec, CorrectionJob, method_config_from, run_correction_job
-from backend.runs.report import build_report, write_report
-from backend.runs.result import ConceptOutcome, RunOutputs, RunResult
-from backend.runs.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
-from backend.runs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
+from backend.runs.jobs.correction import ConceptSpec, CorrectionJob, method_config_from, run_correction_job
+from backend.runs.jobs.export import (
+    N_EXAMPLES,
+    annotation_hash,
+    cav_file,
+    export_corrected,
+    load_examples,
+    save_examples,
+)
+from backend.runs.jobs.result import ConceptOutcome, RunOutputs, RunResult
+from backend.runs.jobs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
+from backend.runs.reporting.compare import FILTERS, concept_rows, filter_rows, loss_histories, run_rows
+from backend.runs.reporting.report import build_report, write_report
 
 __all__ = [
     "ANALYSIS_KIND",

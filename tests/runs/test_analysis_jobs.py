@@ -20,7 +20,7 @@ from backend.errors import ConfigError
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
 from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job, split_embedding
-from backend.runs.worker import WORKER_NICENESS
+from backend.runs.execution.worker import WORKER_NICENESS
 from backend.storage import AnnotationStore
 from tests.app.test_pages import APP, CONCEPT, _run
 from tests.conftest import SMALL_SPEC

@@ -16,7 +16,7 @@ from backend.defaults import DEFAULT_CHECKPOINT
 from backend.evaluation import predictions_so_far
 from backend.models import load_checkpoint
 from backend.runs import AnalysisJob, foreground_held, foreground_work, run_analysis_job, wait_for_foreground
-from backend.runs.foreground import LEASE_SECONDS, pause_points
+from backend.runs.execution.foreground import LEASE_SECONDS, pause_points
 from tests.conftest import SMALL_SPEC
 
 

@@ -11,7 +11,7 @@ from backend.cli import main
 from backend.correction import LoopConfig
 from backend.errors import ConfigError
 from backend.runs import CorrectionJob, LocalExecutor, load_examples, submit_sweep
-from backend.runs.report import build_report
+from backend.runs.reporting.report import build_report
 from tests.conftest import SMALL_SPEC
 
 _PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

@@ -15,7 +15,7 @@ from backend.concepts import Cav
 from backend.correction import CorrectionResult
 from backend.data.dataset import ClarcDataset
 from backend.models import card_path, find_projection, save_checkpoint
-from backend.runs.result import ConceptOutcome
+from backend.runs.jobs.result import ConceptOutcome
 from backend.storage import atomic_path
 
 __all__ = ["N_EXAMPLES", "export_corrected", "annotation_hash", "cav_file", "load_examples", "save_examples"]

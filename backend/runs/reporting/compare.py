@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from backend.evaluation import FIGURES, HEADLINE
-from backend.runs.job import stated_penalty_weight
-from backend.runs.result import RunResult
-from backend.runs.store import RunRecord, RunStore
+from backend.runs.execution.store import RunRecord, RunStore
+from backend.runs.jobs.correction import stated_penalty_weight
+from backend.runs.jobs.result import RunResult
 
 __all__ = ["FILTERS", "concept_rows", "filter_rows", "loss_histories", "run_rows"]
 

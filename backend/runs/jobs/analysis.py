@@ -5,7 +5,7 @@ corrections.
 One forward pass collects the logits with the layers' max- and mean-pooled activations (and full maps when asked);
 heatmaps follow, then the outlier scores, then the embeddings asked for. Everything lands in the workspace caches the
 pages read, so a page shows the job's progress and works with what is ready instead of blocking. At its next layer a
-job pauses while a page computes what its user waits for (`backend.runs.foreground`).
+job pauses while a page computes what its user waits for (`backend.runs.execution.foreground`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from backend.device import resolve_device
 from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.runs.foreground import pause_points, wait_for_foreground
+from backend.runs.execution.foreground import pause_points, wait_for_foreground
 from backend.storage import CacheKey, cached_array, stored_array
 
 __all__ = [

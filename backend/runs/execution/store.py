@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend.errors import ConfigError
-from backend.runs.result import RunResult
+from backend.runs.jobs.result import RunResult
 from backend.storage import resolve_workspace
 from backend.storage.database import connect, create_tables
 

@@ -1,6 +1,6 @@
 """Starting local worker processes: claim queued runs while there are free slots (one per GPU, a configured number
-on the CPU) and spawn `python -m backend.runs.worker` for each. Executors call it on submit and recovery; a worker
-calls it when its run ends, so queued runs start without anything else staying up."""
+on the CPU) and spawn `python -m backend.runs.execution.worker` for each. Executors call it on submit and recovery;
+a worker calls it when its run ends, so queued runs start without anything else staying up."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from backend.runs.store import RunStore
+from backend.runs.execution.store import RunStore
 
 __all__ = ["MAX_CPU_JOBS_ENV", "dispatch", "max_cpu_jobs", "pid_alive"]
 
 MAX_CPU_JOBS_ENV = "CLARC_MAX_CPU_JOBS"
 _CPU_ANALYSES = 2  # analysis jobs at once on the CPU
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]  # the repository, where `backend` is
 
 
 def max_cpu_jobs() -> int:
@@ -65,7 +65,15 @@ def _spawn(store: RunStore, run_id: str, device: str, slot: int, cpu_jobs: int) 
     log = open(store.run_dir(run_id) / "worker.log", "ab")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.runs.worker", "--workspace", str(store.workspace), "--run-id", run_id],
+            [
+                sys.executable,
+                "-m",
+                "backend.runs.execution.worker",
+                "--workspace",
+                str(store.workspace),
+                "--run-id",
+                run_id,
+            ],
             cwd=_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

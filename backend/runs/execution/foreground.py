@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from backend.runs.dispatch import pid_alive
+from backend.runs.execution.dispatch import pid_alive
 from backend.storage import resolve_workspace
 
 __all__ = ["LEASE_SECONDS", "foreground_held", "foreground_work", "pause_points", "wait_for_foreground"]

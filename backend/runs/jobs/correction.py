@@ -21,9 +21,9 @@ from backend.evaluation import AttackConfig, attacked_set
 from backend.models import load_checkpoint
 from backend.options import check_choices, option
 from backend.progress import ProgressCallback, ProgressEvent
-from backend.runs.export import cav_file, export_corrected, save_examples
-from backend.runs.result import RunOutputs, RunResult
-from backend.runs.run_concepts import CavFitOptions, ConceptSpec, further_attack, resolve_concept, run_examples
+from backend.runs.jobs.concepts import CavFitOptions, ConceptSpec, further_attack, resolve_concept, run_examples
+from backend.runs.jobs.export import cav_file, export_corrected, save_examples
+from backend.runs.jobs.result import RunOutputs, RunResult
 
 __all__ = ["ConceptSpec", "CorrectionJob", "method_config_from", "run_correction_job", "stated_penalty_weight"]
 

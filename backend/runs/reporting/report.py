@@ -2,7 +2,7 @@
 charts as inline SVG; no script, no external resource) that opens offline and prints cleanly to PDF, for filing
 with the corrected model or handing to a colleague.
 
-    from backend.runs.report import build_report, write_report
+    from backend.runs.reporting.report import build_report, write_report
     html = build_report(store, run_id)                 # the page as text (e.g. for a download button)
     path = write_report(store, run_id, "report.html")  # the same, written to a file
 
@@ -32,11 +32,14 @@ from backend.data import ClarcDataset, open_dataset
 from backend.errors import ClarcError, ConfigError
 from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
 from backend.models import LoadedModel, load_checkpoint
-from backend.runs.compare import concept_rows
-from backend.runs.export import load_examples
-from backend.runs.job import CorrectionJob, method_config_from
-from backend.runs.report_charts import Point, line_chart, scatter_chart
-from backend.runs.report_html import (
+from backend.runs.execution.store import RunRecord, RunStore
+from backend.runs.jobs.correction import CorrectionJob, method_config_from
+from backend.runs.jobs.export import load_examples
+from backend.runs.jobs.result import RunResult
+from backend.runs.jobs.sweep import sweep_summary
+from backend.runs.reporting.charts import Point, line_chart, scatter_chart
+from backend.runs.reporting.compare import concept_rows
+from backend.runs.reporting.html import (
     change,
     confusion_table,
     esc,
@@ -51,9 +54,6 @@ from backend.runs.report_html import (
     tile,
     when,
 )
-from backend.runs.result import RunResult
-from backend.runs.store import RunRecord, RunStore
-from backend.runs.sweep import sweep_summary
 from backend.storage import atomic_write_bytes
 
 __all__ = ["build_report", "write_report"]

@@ -9,9 +9,9 @@ from dataclasses import replace
 
 from backend.correction import get_method
 from backend.errors import ConfigError
-from backend.runs.job import CorrectionJob, stated_penalty_weight
-from backend.runs.run_concepts import short_name
-from backend.runs.store import RunStore
+from backend.runs.execution.store import RunStore
+from backend.runs.jobs.concepts import short_name
+from backend.runs.jobs.correction import CorrectionJob, stated_penalty_weight
 
 __all__ = ["pareto_front", "run_name", "submit_sweep", "sweep_summary"]
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 from backend.device import resolve_device
 from backend.errors import ConfigError
-from backend.runs.analysis import ANALYSIS_KIND, AnalysisJob
-from backend.runs.dispatch import dispatch, pid_alive
-from backend.runs.dispatch import max_cpu_jobs as default_max_cpu_jobs
-from backend.runs.job import CorrectionJob
-from backend.runs.store import FINAL_STATUSES, RunRecord, RunStore
-from backend.runs.worker import execute_run
+from backend.runs.execution.dispatch import dispatch, pid_alive
+from backend.runs.execution.dispatch import max_cpu_jobs as default_max_cpu_jobs
+from backend.runs.execution.store import FINAL_STATUSES, RunRecord, RunStore
+from backend.runs.execution.worker import execute_run
+from backend.runs.jobs.analysis import ANALYSIS_KIND, AnalysisJob
+from backend.runs.jobs.correction import CorrectionJob
 
 __all__ = ["LocalExecutor", "RayExecutor"]
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]  # the repository, where `backend` is
 
 
 class _Executor:

@@ -23,8 +23,8 @@ from backend.correction import ConceptTarget
 from backend.errors import ConfigError
 from backend.evaluation import AttackConfig, AttackedSet, EvaluationResult, evaluate
 from backend.options import option
-from backend.runs.export import N_EXAMPLES
-from backend.runs.result import ConceptOutcome
+from backend.runs.jobs.export import N_EXAMPLES
+from backend.runs.jobs.result import ConceptOutcome
 
 __all__ = [
     "CavFitOptions",

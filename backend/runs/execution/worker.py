@@ -1,5 +1,5 @@
 """Execute one stored run (a correction or an analysis job): in a worker process of the local executor
-(`python -m backend.runs.worker`) or inside a Ray task. The run's status, progress, metric history, error and
+(`python -m backend.runs.execution.worker`) or inside a Ray task. The run's status, progress, metric history, error and
 outputs all go to the run store; a heartbeat thread keeps the run alive in the store and picks up cancellation
 requests."""
 
@@ -14,10 +14,10 @@ import traceback
 
 from backend.errors import Cancelled
 from backend.progress import ProgressEvent
-from backend.runs.analysis import ANALYSIS_KIND, AnalysisJob, run_analysis_job
-from backend.runs.dispatch import dispatch, max_cpu_jobs, pid_alive
-from backend.runs.job import CorrectionJob, run_correction_job
-from backend.runs.store import FINAL_STATUSES, RunStore
+from backend.runs.execution.dispatch import dispatch, max_cpu_jobs, pid_alive
+from backend.runs.execution.store import FINAL_STATUSES, RunStore
+from backend.runs.jobs.analysis import ANALYSIS_KIND, AnalysisJob, run_analysis_job
+from backend.runs.jobs.correction import CorrectionJob, run_correction_job
 
 __all__ = ["HEARTBEAT_SECONDS", "execute_run"]
 
@@ -110,7 +110,9 @@ def _lower_priority() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m backend.runs.worker", description="execute one stored run")
+    parser = argparse.ArgumentParser(
+        prog="python -m backend.runs.execution.worker", description="execute one stored run"
+    )
     parser.add_argument("--workspace", required=True)
     parser.add_argument("--run-id", required=True)
     args = parser.parse_args()
