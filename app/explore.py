@@ -462,21 +462,18 @@ def _import_export(page: _Page) -> None:
     context = page.context
     st.subheader("Export")
     exports = annotation_store()
-    x1, x2 = st.columns(2)
-    x1.download_button(
-        "Annotations as CSV",
-        exports.export_csv(context.dataset_id),
-        file_name="annotations.csv",
-        mime="text/csv",
-        icon=":material/download:",
+    formats = (
+        ("CSV", exports.export_csv, "csv", "text/csv"),
+        ("JSON", exports.export_json, "json", "application/json"),
     )
-    x2.download_button(
-        "Annotations as JSON",
-        exports.export_json(context.dataset_id),
-        file_name="annotations.json",
-        mime="application/json",
-        icon=":material/download:",
-    )
+    for column, (name, export, suffix, mime) in zip(st.columns(2), formats):
+        column.download_button(
+            f"Annotations as {name}",
+            export(context.dataset_id),
+            file_name=f"annotations.{suffix}",
+            mime=mime,
+            icon=":material/download:",
+        )
     st.subheader("Import")
     st.caption(
         "CSV with columns `sample_id,label` and optionally `concept` (label 1/0 or artifact/clean), or the JSON "

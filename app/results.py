@@ -177,25 +177,22 @@ def _export(record: RunRecord) -> None:
     st.subheader("Export")
     checkpoint = Path(record.outputs["checkpoint"])
     card = Path(record.outputs["card"])
-    d1, d2, d3 = st.columns(3)
-    d1.download_button(
-        "Corrected checkpoint (.safetensors)",
-        checkpoint.read_bytes(),
-        file_name=f"clarc-{record.id}.safetensors",
-        mime="application/octet-stream",
-        icon=":material/download:",
-        type="primary",
-        key="results_download_checkpoint",
+    downloads = (  # what, label, file, suffix, MIME type
+        ("checkpoint", "Corrected checkpoint (.safetensors)", checkpoint, "safetensors", "application/octet-stream"),
+        ("card", "Model card (.json)", card, "json", "application/json"),
     )
-    d2.download_button(
-        "Model card (.json)",
-        card.read_bytes(),
-        file_name=f"clarc-{record.id}.json",
-        mime="application/json",
-        icon=":material/description:",
-        key="results_download_card",
-    )
-    _report(record, d3)
+    columns = st.columns(3)
+    for column, (what, label, path, suffix, mime) in zip(columns, downloads):
+        column.download_button(
+            label,
+            path.read_bytes(),
+            file_name=f"clarc-{record.id}.{suffix}",
+            mime=mime,
+            icon=":material/download:" if what == "checkpoint" else ":material/description:",
+            type="primary" if what == "checkpoint" else "secondary",
+            key=f"results_download_{what}",
+        )
+    _report(record, columns[2])
     with st.expander("Model card"):
         st.json(json.loads(card.read_text()), expanded=1)
 

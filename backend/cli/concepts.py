@@ -34,6 +34,8 @@ from backend.options import (
 
 __all__ = ["CavOptions", "CavsOptions"]
 
+_FIT_OPTIONS = ("split", "layer", "pooling", "scope", "attacked_class", "config", "concept")
+
 
 @dataclass(frozen=True, kw_only=True)
 class CavOptions(CommonOptions, ModelOption, DatasetOption, LayerOption, JsonOutput):
@@ -63,20 +65,8 @@ class CavOptions(CommonOptions, ModelOption, DatasetOption, LayerOption, JsonOut
 def _run_cav(opts: CavOptions) -> int:
     model, dataset = model_and_dataset(opts)
     labels = read_concept_labels(opts.labels) if opts.labels else planted_labels(dataset, opts.split)
-    fit = fit_concept(
-        model,
-        dataset,
-        labels,
-        split=opts.split,
-        layer=opts.layer,
-        pooling=opts.pooling,
-        scope=opts.scope,
-        attacked_class=opts.attacked_class,
-        config=opts.config,
-        concept=opts.concept,
-        n_random=opts.random,
-        workspace=opts.workspace,
-    )
+    how = {name: getattr(opts, name) for name in _FIT_OPTIONS}  # named as fit_concept names them
+    fit = fit_concept(model, dataset, labels, n_random=opts.random, workspace=opts.workspace, **how)
     summary = fit.summary().to_dict()
     where = "all classes" if summary["scope"] == "all" else f"class {summary['attacked_class']}"
     print(

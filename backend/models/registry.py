@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch.nn as nn
 import torchvision
@@ -135,34 +136,17 @@ def _vgg_compact(num_classes: int) -> nn.Module:
     return CompactVGG(num_classes)
 
 
-@register_model(
-    "vgg16",
-    canonizers=_vgg_canonizers,
-    default_layer="features.29",
-    input_size=224,
-    description="torchvision VGG-16 (the seed paper's main architecture)",
+def _torchvision(name: str, num_classes: int) -> nn.Module:
+    """torchvision's model `name`, without pretrained weights (weights come only from checkpoints)."""
+    return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+
+
+_TORCHVISION = (  # name, canonizers, default CAV layer, description
+    ("vgg16", _vgg_canonizers, "features.29", "torchvision VGG-16 (the seed paper's main architecture)"),
+    ("resnet18", _resnet_canonizers, "layer4", "torchvision ResNet-18"),
+    ("efficientnet_b0", _efficientnet_canonizers, "features.7", "torchvision EfficientNet-B0"),
 )
-def _vgg16(num_classes: int) -> nn.Module:
-    return torchvision.models.vgg16(weights=None, num_classes=num_classes)
-
-
-@register_model(
-    "resnet18",
-    canonizers=_resnet_canonizers,
-    default_layer="layer4",
-    input_size=224,
-    description="torchvision ResNet-18",
-)
-def _resnet18(num_classes: int) -> nn.Module:
-    return torchvision.models.resnet18(weights=None, num_classes=num_classes)
-
-
-@register_model(
-    "efficientnet_b0",
-    canonizers=_efficientnet_canonizers,
-    default_layer="features.7",
-    input_size=224,
-    description="torchvision EfficientNet-B0",
-)
-def _efficientnet_b0(num_classes: int) -> nn.Module:
-    return torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
+for _name, _canonizers, _layer, _description in _TORCHVISION:
+    register_model(_name, canonizers=_canonizers, default_layer=_layer, input_size=224, description=_description)(
+        partial(_torchvision, _name)
+    )
