@@ -13,10 +13,8 @@ from backend.attribution import (
     cached_heatmaps,
     class_heatmaps,
     concept_heatmaps,
-    image_batch,
     split_outlier_scores,
     stored_outlier_scores,
-    view_batch,
 )
 from backend.concepts import (
     CavConfig,
@@ -26,7 +24,7 @@ from backend.concepts import (
     divergence,
     fit_concept,
 )
-from backend.data import ClarcDataset, open_dataset
+from backend.data import ClarcDataset, image_batch, open_dataset, view_batch
 from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
 from backend.runs import LocalExecutor, foreground_work, load_examples, split_embedding
@@ -197,7 +195,7 @@ def localization(
     model: LoadedModel, dataset: ClarcDataset, layer: str, vector: tuple[float, ...], indices: tuple[int, ...]
 ) -> np.ndarray:
     """Concept heatmaps (N, H, W) of training samples: where in each image the CAV's concept is."""
-    x, _ = view_batch(dataset.split(EXPLORE_SPLIT), indices, model)
+    x, _ = view_batch(dataset.split(EXPLORE_SPLIT), indices, model.meta.normalization)
     with foreground_work():
         return concept_heatmaps(model, x, np.array(vector), layer)
 
@@ -211,6 +209,6 @@ def before_after_heatmaps(
     out = []
     with foreground_work():
         for model in (before, after):
-            maps = class_heatmaps(model, image_batch(images, model))
+            maps = class_heatmaps(model, image_batch(images, model.meta.normalization))
             out += [maps.maps, maps.targets.numpy()]
     return out[0], out[2], out[1], out[3]

@@ -11,9 +11,7 @@ from backend.attribution.lrp import (
     class_heatmaps,
     concept_heatmaps,
     concept_masks,
-    image_batch,
     lrp_context,
-    view_batch,
 )
 from backend.attribution.masks import (
     MaskConfig,
@@ -53,7 +51,6 @@ __all__ = [
     "split_heatmap_features",
     "heatmap_rgba",
     "image_grid",
-    "image_batch",
     "iou",
     "lrp_context",
     "overlay",
@@ -65,5 +62,4 @@ __all__ = [
     "strongest_region",
     "to_png",
     "tune_mask_config",
-    "view_batch",
 ]

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backend.attribution.lrp import attribution_method, class_heatmaps, view_batch
+from backend.attribution.lrp import attribution_method, class_heatmaps
+from backend.data import view_batch
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel, model_fingerprint
@@ -55,7 +56,7 @@ def cached_heatmaps(
         log.info("computing %d of %d heatmaps of %s/%s", missing.size, wanted.size, view.split, view.view)
     batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
     for step, batch in enumerate(batches, start=1):
-        x, _ = view_batch(view, batch.tolist(), model)
+        x, _ = view_batch(view, batch.tolist(), model.meta.normalization)
         maps = class_heatmaps(model, x).maps.astype(np.float32)
         if not np.isfinite(maps).all():
             raise ConfigError("the model produced NaN or infinite heatmaps; is the checkpoint broken?")

@@ -23,6 +23,7 @@ from zennit.composites import EpsilonAlpha2Beta1, EpsilonPlusFlat
 
 from backend.attribution.fast_rules import relayed
 from backend.attribution.masks import heatmap_masks, strongest_region
+from backend.data import view_batch
 from backend.data.views import SplitView
 from backend.errors import ConfigError
 from backend.models import LoadedModel, capture_layer, eval_mode, get_architecture
@@ -37,9 +38,7 @@ __all__ = [
     "class_heatmaps",
     "concept_heatmaps",
     "concept_masks",
-    "image_batch",
     "lrp_batch_size",
-    "view_batch",
 ]
 
 AttributionMethod = Literal["lrp", "gradient_x_input"]
@@ -222,24 +221,6 @@ def _concept_heatmaps(model, images: torch.Tensor, cav: np.ndarray, layer: str, 
     return relevance.detach().sum(dim=1).cpu().numpy()
 
 
-def view_batch(view: SplitView, indices: Sequence[int], model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples `indices` of a view as one normalised batch (N, 3, H, W) for `model`, with their labels."""
-    view = view.with_normalization(model.meta.normalization)
-    items = [view[i] for i in indices]
-    if not items:
-        raise ConfigError("no samples selected")
-    return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
-
-
-def image_batch(images: np.ndarray, model: LoadedModel) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) as one normalised batch (N, 3, H, W) for `model`."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-        raise ConfigError(f"need uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
-    return model.meta.normalization.apply(x)
-
-
 def concept_masks(
     model: LoadedModel, view: SplitView, indices: Sequence[int], cav: np.ndarray, layer: str
 ) -> np.ndarray:
@@ -252,7 +233,7 @@ def concept_masks(
     masks = np.zeros((len(indices), size, size), dtype=bool)
     for start in range(0, len(indices), 128):
         part = indices[start : start + 128]
-        x, _ = view_batch(view, part, model)
+        x, _ = view_batch(view, part, model.meta.normalization)
         maps = concept_heatmaps(model, x, cav, layer)
         for k, region in enumerate(strongest_region(heatmap_masks(maps), maps)):
             masks[start + k] = binary_fill_holes(binary_dilation(region, iterations=1)) if region.any() else region

@@ -18,11 +18,10 @@ from backend.attribution import (
     pointing_game,
     r_bias,
     tune_mask_config,
-    view_batch,
 )
 from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import cached_activations, fit_cav
-from backend.data import open_dataset
+from backend.data import open_dataset, view_batch
 from backend.errors import ConfigError
 from backend.models import load_checkpoint
 from backend.options import LayerOption, ModelOption, switch
@@ -74,7 +73,7 @@ def bench_attribution(opts: AttributionBench) -> AttributionResult:
 
     def batch(split: str, view: str, n: int):
         v = dataset.split(split, view)
-        x, _ = view_batch(v, range(n), model)
+        x, _ = view_batch(v, range(n), model.meta.normalization)
         return x, np.stack([v.mask(i) for i in range(n)])
 
     # Bias relevance: attacked images the model calls the attacked class, against their clean versions.

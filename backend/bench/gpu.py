@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.attribution import class_heatmaps, view_batch
+from backend.attribution import class_heatmaps
 from backend.bench.registry import BenchOptions, BenchResult, printed, register_bench
 from backend.concepts import collect_in_one_pass
 from backend.correction import LoopConfig
-from backend.data import open_dataset
+from backend.data import open_dataset, view_batch
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
 from backend.device import resolve_device
 from backend.errors import ConfigError
@@ -89,7 +89,7 @@ def _stages(device: torch.device, view, dataset_id: str) -> dict:
     maps = []
     start = time.perf_counter()
     for first in range(0, len(view), 256):
-        x, _ = view_batch(view, range(first, min(first + 256, len(view))), model)
+        x, _ = view_batch(view, range(first, min(first + 256, len(view))), model.meta.normalization)
         maps.append(class_heatmaps(model, x).maps)
     _sync(device)
     heatmaps_s = time.perf_counter() - start

@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from backend.attribution import image_batch
 from backend.bench.natural import CorrectionFolderBench, folder_model, save_png, write_artifact_labels
 from backend.bench.registry import BenchResult, register_bench
 from backend.concepts import fit_concept, read_concept_labels
 from backend.correction import ConceptTarget, LoopConfig, RRClarcConfig, correct
-from backend.data import apply_artifact
+from backend.data import apply_artifact, image_batch
 from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
 from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
 from backend.models import load_checkpoint
@@ -176,9 +175,8 @@ def _validation_figures(model, images) -> dict:
     clean, labels, attacked = images
 
     def acc(x):
-        return accuracy(
-            predict_logits(model.module, TensorDataset(image_batch(x, model), torch.as_tensor(labels))), labels
-        )
+        batch = TensorDataset(image_batch(x, model.meta.normalization), torch.as_tensor(labels))
+        return accuracy(predict_logits(model.module, batch), labels)
 
     return {"clean_acc": acc(clean), "artifacts": {a: {"attacked_acc": acc(x)} for a, x in attacked.items()}}
 

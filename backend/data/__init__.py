@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from backend.data.artifacts import ArtifactInfo, apply_artifact, artifact_names, get_artifact, register_artifact
+from backend.data.batches import image_batch, view_batch
 from backend.data.dataset import ClarcDataset
 from backend.data.embedded import SynthDermDataset, generate_split
 from backend.data.public import BoneAgeDataset, CelebADataset, ImageNetDataset
@@ -17,6 +18,8 @@ from backend.data.views import SPLITS, VIEWS, Attack, Normalization, PlantedAtta
 from backend.storage.workspace import cache_dir
 
 __all__ = [
+    "image_batch",
+    "view_batch",
     "BoneAgeDataset",
     "CelebADataset",
     "ImageNetDataset",

@@ -13,7 +13,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from backend.attribution import attribution_method, lrp_context, view_batch
+from backend.attribution import attribution_method, lrp_context
+from backend.data import view_batch
 from backend.data.views import SplitView
 from backend.errors import Cancelled, ConfigError
 from backend.models import LoadedModel, capture_layer, eval_mode, model_fingerprint
@@ -74,7 +75,7 @@ def _relevances(model, view, indices, layer, class_index, batch_size, on_progres
     for step, start in enumerate(starts, start=1):
         if cancel is not None and cancel.is_set():
             raise DiscoveryCancelled("discovery cancelled")
-        x, _ = view_batch(view, indices[start : start + batch_size].tolist(), model)
+        x, _ = view_batch(view, indices[start : start + batch_size].tolist(), model.meta.normalization)
         r, a = _batch_relevance(model, x, layer, class_index)
         relevance.append(r)
         activation.append(a)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from backend.attribution import class_heatmaps, r_bias, view_batch
+from backend.attribution import class_heatmaps, r_bias
 from backend.concepts import Cav
-from backend.data import ClarcDataset, SplitView
+from backend.data import ClarcDataset, SplitView, view_batch
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
 from backend.evaluation.figures import figure_field, figures_of
@@ -173,7 +173,7 @@ def _tcav(model: LoadedModel, view: SplitView, indices: Sequence[int], cav: Cav,
     """(TCAV score, TCAV sensitivity) of class `k` along `cav` on samples `indices` of `view`."""
     dds = []
     for s in range(0, len(indices), batch_size):
-        x, _ = view_batch(view, indices[s : s + batch_size], model)
+        x, _ = view_batch(view, indices[s : s + batch_size], model.meta.normalization)
         dds.append(directional_derivatives(model, x, cav.vector, cav.layer, k))
     dd = np.concatenate(dds)
     return float((dd > 0).mean()), float(np.abs(dd).mean())
@@ -185,7 +185,7 @@ def _explained(model: LoadedModel, view: SplitView, indices: np.ndarray, cav: Ca
     dds, biases = [], []
     for s in range(0, len(indices), batch_size):
         part = indices[s : s + batch_size].tolist()
-        x, _ = view_batch(view, part, model)
+        x, _ = view_batch(view, part, model.meta.normalization)
         if cav is not None and k is not None:
             dds.append(directional_derivatives(model, x, cav.vector, cav.layer, k))
         masks = np.stack([view.mask(i) for i in part])

@@ -18,9 +18,9 @@ from backend.attribution import (
     split_heatmap_features,
     split_outlier_scores,
     stored_outlier_scores,
-    view_batch,
 )
 from backend.concepts import embedding, project_embedding, roc_points
+from backend.data import view_batch
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.evaluation import cached_predictions, predict_logits
@@ -38,7 +38,7 @@ def view(small_dataset):
 
 
 def _direct(model, view, indices) -> np.ndarray:
-    x, _ = view_batch(view, indices, model)
+    x, _ = view_batch(view, indices, model.meta.normalization)
     return class_heatmaps(model, x).maps
 
 

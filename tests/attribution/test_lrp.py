@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.attribution import class_heatmaps, concept_heatmaps, lrp, lrp_context, view_batch
+from backend.attribution import class_heatmaps, concept_heatmaps, lrp, lrp_context
+from backend.data import view_batch
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.errors import ConfigError
 from backend.models import LoadedModel, ModelMeta, build_model, get_architecture, load_checkpoint
@@ -41,7 +42,7 @@ def _bias_free(model: LoadedModel) -> LoadedModel:
 
 def test_lrp_conserves_relevance_on_a_bias_free_model(model, small_dataset):
     free = _bias_free(model)
-    x, _ = view_batch(small_dataset.split("test"), range(16), model)
+    x, _ = view_batch(small_dataset.split("test"), range(16), model.meta.normalization)
     heat = class_heatmaps(free, x.double())
     total = heat.relevance.sum(dim=(1, 2, 3))
     logit = heat.logits[torch.arange(16), heat.targets]
@@ -88,7 +89,7 @@ def test_lrp_runs_on_every_architecture_family(arch):
 
 
 def test_attribution_changes_nothing_about_the_model(model, small_dataset):
-    x, _ = view_batch(small_dataset.split("test"), range(4), model)
+    x, _ = view_batch(small_dataset.split("test"), range(4), model.meta.normalization)
     model.module.train()
     with torch.no_grad():
         before = model.module.eval()(x)
@@ -112,7 +113,7 @@ def test_hooks_are_removed_when_attribution_fails(model):
 
 
 def test_targets_predicted_true_and_given(model, small_dataset):
-    x, labels = view_batch(small_dataset.split("test"), range(6), model)
+    x, labels = view_batch(small_dataset.split("test"), range(6), model.meta.normalization)
     predicted = class_heatmaps(model, x)
     assert torch.equal(predicted.targets, predicted.logits.argmax(1))
     assert torch.equal(class_heatmaps(model, x, "true", labels).targets, labels)
@@ -141,7 +142,7 @@ def test_bad_input_is_refused(model, images, target, message):
 
 
 def test_gradient_x_input_fallback_is_the_plain_product(model, small_dataset):
-    x, _ = view_batch(small_dataset.split("test"), range(3), model)
+    x, _ = view_batch(small_dataset.split("test"), range(3), model.meta.normalization)
     heat = class_heatmaps(model, x, method="gradient_x_input")
     xg = x.clone().requires_grad_(True)
     logits = model.module(xg)
@@ -156,7 +157,7 @@ def test_concept_heatmaps_point_at_the_planted_artifact(model, small_dataset):
     train = cached_activations(model, small_dataset.split("train"), small_dataset.dataset_id, "features.20")
     cav = fit_cav(np.asarray(train.values), train.has_artifact.astype(int))
     view = small_dataset.split("test", "attacked")
-    x, _ = view_batch(view, range(20), model)
+    x, _ = view_batch(view, range(20), model.meta.normalization)
     maps = concept_heatmaps(model, x, cav.vector, "features.20")
     masks = np.stack([view.mask(i) for i in range(20)])
     assert maps.shape == (20, 64, 64)
@@ -166,7 +167,7 @@ def test_concept_heatmaps_point_at_the_planted_artifact(model, small_dataset):
 
 
 def test_large_batches_are_explained_in_chunks_with_the_same_result(model, small_dataset, monkeypatch):
-    x, labels = view_batch(small_dataset.split("val"), list(range(7)), model)
+    x, labels = view_batch(small_dataset.split("val"), list(range(7)), model.meta.normalization)
     whole = class_heatmaps(model, x, target="true", labels=labels)
     cav = np.random.default_rng(0).normal(size=64)  # features.13: 64 channels
     concept_whole = concept_heatmaps(model, x, cav, "features.13")

@@ -387,8 +387,7 @@ def screenshot(page, name: str) -> None:
 def test_dashboard_end_to_end(tmp_path):
     from playwright.sync_api import expect
 
-    from backend.attribution import view_batch
-    from backend.data import open_dataset
+    from backend.data import open_dataset, view_batch
     from backend.models import load_checkpoint
     from backend.runs import RunStore
 
@@ -550,7 +549,7 @@ def test_dashboard_end_to_end(tmp_path):
             written = Path(record.outputs["checkpoint"])
             assert downloaded.suffix == ".safetensors" and downloaded.read_bytes() == written.read_bytes()
             ours, theirs = load_checkpoint(downloaded), load_checkpoint(written)
-            x, _ = view_batch(dataset.split("test", "attacked"), range(16), theirs)
+            x, _ = view_batch(dataset.split("test", "attacked"), range(16), theirs.meta.normalization)
             assert ours.module(x).argmax(1).tolist() == theirs.module(x).argmax(1).tolist()
             mine, run_state = ours.module.state_dict(), theirs.module.state_dict()
             assert mine.keys() == run_state.keys() and all((mine[k] == run_state[k]).all() for k in mine)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.attribution import class_heatmaps, view_batch
+from backend.attribution import class_heatmaps
 from backend.concepts import collect_activations
+from backend.data import view_batch
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.models import load_checkpoint
 
@@ -26,7 +27,7 @@ def one_thread():
 def test_concurrent_heatmaps_and_activations_equal_sequential_ones(small_dataset, one_thread):
     model = load_checkpoint(DEFAULT_CHECKPOINT)
     view = small_dataset.split("train")
-    x, _ = view_batch(view, range(16), model)
+    x, _ = view_batch(view, range(16), model.meta.normalization)
     expected_maps = class_heatmaps(model, x).maps
     expected_acts = collect_activations(model, view, "features.13", "max", indices=np.arange(32))
     results, errors = {"maps": [], "acts": []}, []

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from backend import __version__
-from backend.attribution import class_heatmaps, image_batch, overlay
+from backend.attribution import class_heatmaps, overlay
 from backend.concepts import Cav, CavSummary, load_cav, planted_labels, read_concept_labels
-from backend.data import ClarcDataset, open_dataset
+from backend.data import ClarcDataset, image_batch, open_dataset
 from backend.errors import ClarcError, ConfigError
 from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
 from backend.models import LoadedModel, load_checkpoint
@@ -348,7 +348,7 @@ def _concepts_section(result: RunResult) -> str:
 def _explain(model: LoadedModel, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LRP heatmaps (N, H, W) of uint8 images (N, H, W, 3) for the predicted class, the predictions (N,) and their
     probabilities (N,)."""
-    maps = class_heatmaps(model, image_batch(images, model))
+    maps = class_heatmaps(model, image_batch(images, model.meta.normalization))
     probabilities = torch.softmax(maps.logits.detach().float(), dim=1)
     predicted = maps.targets.numpy()
     return maps.maps, predicted, probabilities[torch.arange(len(predicted)), maps.targets].numpy()
