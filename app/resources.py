@@ -25,9 +25,10 @@ from backend.concepts import (
     fit_concept,
 )
 from backend.data import ClarcDataset, image_batch, open_dataset, view_batch
+from backend.discovery import split_embedding
 from backend.evaluation import Predictions, cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import LoadedModel, load_checkpoint, model_fingerprint
-from backend.runs import LocalExecutor, foreground_work, load_examples, split_embedding
+from backend.runs import LocalExecutor, foreground_work, load_examples
 from backend.storage import AnnotationStore
 
 EXPLORE_SPLIT = "train"  # CAVs and corrections use the training split; Explore can show and annotate any split

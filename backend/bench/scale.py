@@ -42,11 +42,12 @@ from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import collect_activations, collect_in_one_pass
 from backend.correction import LoopConfig
 from backend.data import open_dataset
+from backend.discovery import split_embedding
 from backend.evaluation import AttackConfig
 from backend.models import build_model, get_architecture, load_checkpoint, save_checkpoint
 from backend.models.checkpoint import ModelMeta
 from backend.options import option
-from backend.runs import ConceptSpec, CorrectionJob, analysis_wanted, run_correction_job, split_embedding
+from backend.runs import ConceptSpec, CorrectionJob, analysis_wanted, run_correction_job
 from backend.storage import WORKSPACE_ENV, resolve_workspace
 from backend.storage.paths import ROOTS_ENV
 

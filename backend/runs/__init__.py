@@ -8,12 +8,10 @@ from backend.runs.execution.foreground import foreground_held, foreground_work, 
 from backend.runs.execution.store import FINAL_STATUSES, RUN_KINDS, RUN_STATUSES, STALE_SECONDS, RunRecord, RunStore
 from backend.runs.jobs.analysis import (
     ANALYSIS_KIND,
-    EMBEDDINGS,
     AnalysisCancelled,
     AnalysisJob,
     analysis_wanted,
     run_analysis_job,
-    split_embedding,
 )
 from backend.runs.jobs.correction import ConceptSpec, CorrectionJob, method_config_from, run_correction_job
 from backend.runs.jobs.export import (
@@ -31,13 +29,11 @@ from backend.runs.reporting.report import build_report, write_report
 
 __all__ = [
     "ANALYSIS_KIND",
-    "EMBEDDINGS",
     "AnalysisCancelled",
     "AnalysisJob",
     "RUN_KINDS",
     "analysis_wanted",
     "run_analysis_job",
-    "split_embedding",
     "ConceptOutcome",
     "CorrectionJob",
     "RunOutputs",

@@ -16,10 +16,11 @@ from backend.attribution import split_heatmap_features, split_outlier_scores, st
 from backend.concepts import cached_activations, project_embedding
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT, DEFAULT_DATASET
+from backend.discovery import split_embedding
 from backend.errors import ConfigError
 from backend.evaluation import cached_predictions, clean_and_attacked_accuracy, predictions_so_far
 from backend.models import load_checkpoint
-from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job, split_embedding
+from backend.runs import ANALYSIS_KIND, AnalysisJob, LocalExecutor, RunStore, run_analysis_job
 from backend.runs.execution.worker import WORKER_NICENESS
 from backend.storage import AnnotationStore
 from tests.app.test_pages import APP, CONCEPT, _run

@@ -17,30 +17,26 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from backend.attribution import attribution_method, cached_heatmaps, cached_outlier_scores, split_heatmap_features
-from backend.concepts import cached_activations, collect_in_one_pass, project_embedding
-from backend.data import SPLITS, SplitView, open_dataset
+from backend.attribution import cached_heatmaps, cached_outlier_scores
+from backend.concepts import collect_in_one_pass
+from backend.data import SPLITS, open_dataset
 from backend.device import resolve_device
+from backend.discovery import EMBEDDINGS, split_embedding
 from backend.errors import Cancelled, ConfigError
-from backend.models import LoadedModel, load_checkpoint, model_fingerprint
+from backend.models import load_checkpoint
 from backend.progress import ProgressCallback, ProgressEvent
 from backend.runs.execution.foreground import pause_points, wait_for_foreground
-from backend.storage import CacheKey, cached_array, stored_array
 
 __all__ = [
     "ANALYSIS_KIND",
-    "EMBEDDINGS",
     "AnalysisCancelled",
     "AnalysisJob",
     "analysis_wanted",
     "run_analysis_job",
-    "split_embedding",
 ]
 
 ANALYSIS_KIND = "analysis"  # the run store's `kind` of these jobs
 _HEATMAP_CHUNK = 64  # samples per heatmap step: bounds memory and paces progress and cancellation
-EMBEDDINGS = ("activations/pca", "activations/tsne", "heatmaps/pca", "heatmaps/tsne")  # SOURCE/METHOD
-_EMBEDDING_VERSION = 1  # bump when project_embedding's numbers change: stored maps are then recomputed
 
 
 class AnalysisCancelled(Cancelled):
@@ -191,37 +187,3 @@ def _stage_bounds(job: AnalysisJob) -> dict[str, tuple[float, float]]:
         "outlier scores": (marks[1], marks[2]),
         "embeddings": (marks[2], 1.0),
     }
-
-
-def split_embedding(
-    model: LoadedModel,
-    view: SplitView,
-    dataset_id: str,
-    layer: str,
-    source: str,
-    method: str,
-    *,
-    workspace: str | os.PathLike | None = None,
-    stored_only: bool = False,
-) -> np.ndarray | None:
-    """A 2-D map (N_view, 2) of every sample of a split: PCA or t-SNE (`method`) of the layer's max-pooled
-    activations or of the heatmaps' features (`source`), stored in the workspace cache. `stored_only` returns None
-    instead of computing a missing map: a page of a large split asks that way and leaves the work to a job."""
-    if f"{source}/{method}" not in EMBEDDINGS:
-        raise ConfigError(f"unknown embedding {source}/{method}; choose from {', '.join(EMBEDDINGS)}")
-    fields = {"source": source, "layer": layer if source == "activations" else "", "method": method}
-    fields["attribution"] = attribution_method(model)  # of the heatmaps
-    key = CacheKey.of_view(
-        "embeddings", model_fingerprint(model), dataset_id, view, version=_EMBEDDING_VERSION, **fields
-    )
-    if stored_only:
-        return stored_array(key.path(workspace), (len(view), 2))
-
-    def compute() -> np.ndarray:
-        if source == "activations":
-            features = np.asarray(cached_activations(model, view, dataset_id, layer, "max", workspace=workspace).values)
-        else:
-            features = split_heatmap_features(model, view, dataset_id, workspace=workspace)
-        return project_embedding(features, method)
-
-    return cached_array(key.path(workspace), compute, (len(view), 2))
