@@ -156,8 +156,9 @@ def resolve_concept(
             workspace=workspace,
         )
         cav, summary = fitted.cav, fitted.summary(source="fitted for this run")
-    marked = {sid for sid, flag in (labels or {}).items() if flag} or set(cav.concept_ids)
-    artifact_ids = marked & set(dataset.split("train").sample_ids)
+    marked = {sid for sid, flag in (labels or {}).items() if flag}
+    train_ids = set(dataset.split("train").sample_ids)
+    artifact_ids = (marked & train_ids) or (set(cav.concept_ids) & train_ids)  # else those the CAV was fitted on
     annotated_test = (marked & set(dataset.split("test").sample_ids)) or None
     if not artifact_ids:
         raise ConfigError(f"no training sample is marked as showing the artifact of {short_name(spec)}")
