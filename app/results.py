@@ -85,7 +85,8 @@ def _before_after(record: RunRecord) -> None:
         f"{'the attacked class' if cav.scope == 'attacked_class' else 'all classes'}, attacked class "
         f"{after.attacked_class or cav.attacked_class} · "
         f"options {config['method_options'] or 'default'} · "
-        f"{len(result.history)} epoch{'' if len(result.history) == 1 else 's'} in {result.seconds:.1f} s on {record.device}"
+        f"{len(result.history)} epoch{'' if len(result.history) == 1 else 's'} in {result.seconds:.1f} s "
+        f"on {record.device}"
     )
 
 
