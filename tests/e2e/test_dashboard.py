@@ -255,11 +255,21 @@ def goto(page, name: str) -> None:
 def choose(page, label: str, prefix: str) -> None:
     """Pick the option starting with `prefix` in the select box `label` (nothing to do when it is chosen: choosing
     the current option again triggers no rerun)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.get_by_role("combobox", name=label, exact=True)
     if box.input_value().startswith(prefix):
         return
     box.click()
-    rerun(page, lambda: page.get_by_role("option", name=re.compile("^" + re.escape(prefix))).click())
+    option = page.get_by_role("option", name=re.compile("^" + re.escape(prefix)))
+    try:
+        rerun(page, option.click, timeout=30_000)
+    except PlaywrightTimeout:  # the list closed under the click (a rerun of the page redrew it): choose again
+        if box.input_value().startswith(prefix):
+            wait_idle(page)
+            return
+        box.click()
+        rerun(page, option.click)
 
 
 def choose_dataset(page, spec: str) -> None:
