@@ -10,7 +10,14 @@ from backend.correction.configs import (
     RRClarcConfig,
     RRRConfig,
 )
-from backend.correction.loop import ConceptTarget, CorrectionCancelled, CorrectionFailed, CorrectionResult, correct
+from backend.correction.loop import (
+    ConceptTarget,
+    CorrectionCancelled,
+    CorrectionFailed,
+    CorrectionResult,
+    correct,
+    same_layer,
+)
 from backend.correction.methods import (
     Batch,
     ConceptInputs,
@@ -46,5 +53,6 @@ __all__ = [
     "gradient_target",
     "method_names",
     "register_method",
+    "same_layer",
     "tap_layer",
 ]

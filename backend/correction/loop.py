@@ -32,7 +32,7 @@ from backend.models import LoadedModel, get_layer, split_at_layer
 from backend.progress import ProgressCallback
 from backend.training_core import Trainer, TrainingCancelled, TrainingDiverged, make_optimizer
 
-__all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct"]
+__all__ = ["ConceptTarget", "CorrectionResult", "CorrectionCancelled", "CorrectionFailed", "correct", "same_layer"]
 
 _STATS_CHUNK = 512  # training samples per step of the concept statistics
 
@@ -91,7 +91,7 @@ def correct(
     method_config = method_config if method_config is not None else info.config()
     if not isinstance(method_config, info.config):
         raise ConfigError(f"{method} takes a {info.config.__name__}, got {type(method_config).__name__}")
-    targets = _same_layer(targets)
+    targets = same_layer(targets)
     cav = targets[0].cav
     loop = loop or LoopConfig()
     layer = cav.layer or model.default_layer
@@ -183,8 +183,8 @@ def _fit(module, method, runner, source, meta, loop: LoopConfig, device, cancel,
         raise CorrectionFailed(str(failed), LoadedModel(module=module, meta=meta)) from None
 
 
-def _same_layer(targets: Sequence[ConceptTarget]) -> list[ConceptTarget]:
-    """The concepts of a run, checked: at least one, all in one layer."""
+def same_layer(targets: Sequence[ConceptTarget]) -> list[ConceptTarget]:
+    """The concepts of a run, checked: at least one, all in one layer (a job checks before its costly steps)."""
     targets = list(targets)
     if not targets:
         raise ConfigError("a correction needs at least one CAV")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.concepts import DEFAULT_POOLING, DEFAULT_SCOPE, CavConfig, CavKind, CavPooling, CavScope
-from backend.correction import CorrectionCancelled, LoopConfig, correct, get_method, method_names
+from backend.correction import CorrectionCancelled, LoopConfig, correct, get_method, method_names, same_layer
 from backend.data import open_dataset
 from backend.defaults import DEFAULT_CHECKPOINT
 from backend.device import resolve_device
@@ -154,9 +154,7 @@ def run_correction_job(
     concepts = [
         resolve_concept(spec, attack, fit, model, dataset, workspace) for spec, attack in zip(job.concepts, attacks)
     ]
-    layers = {c.cav.layer for c in concepts}
-    if len(layers) > 1:
-        raise ConfigError(f"the CAVs of one run must be in the same layer; these are in {', '.join(sorted(layers))}")
+    same_layer([c.target() for c in concepts])  # before the costly steps, not at the correction
     progress.phase("making the attacked test images", 0.1)
     for concept in concepts:
         concept.attacked = attacked_set(model, dataset, concept.cav, concept.attack, donor_ids=concept.artifact_ids)
