@@ -3,7 +3,9 @@ transplanted), and the before/after figures of a correction (clean and attacked 
 matrices, TCAV, R_bias) as functions over models and dataset views."""
 
 from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set, describe_attack
+from backend.evaluation.fidelity import TransplantCheck
 from backend.evaluation.figures import HEADLINE, Figure, figures_of
+from backend.evaluation.intervals import SampleHits, accuracy_interval, gap_closed_interval
 from backend.evaluation.metrics import (
     FIGURES,
     EvaluationResult,
@@ -28,6 +30,10 @@ __all__ = [
     "describe_attack",
     "EvaluationResult",
     "Predictions",
+    "SampleHits",
+    "TransplantCheck",
+    "accuracy_interval",
+    "gap_closed_interval",
     "accuracy",
     "attacked_set",
     "cached_predictions",

@@ -27,6 +27,7 @@ from backend.data import (
     read_mask_files,
 )
 from backend.errors import ConfigError
+from backend.evaluation.fidelity import TransplantCheck, check_transplant, unchecked
 from backend.models import LoadedModel
 from backend.options import check_choices, option
 
@@ -65,12 +66,21 @@ class AttackConfig:
 @dataclass(frozen=True)
 class AttackedSet:
     """The attacked test images of an evaluation: one view per round over the same samples (`indices` of the
-    split), where they come from, and a JSON-ready description (`detail`)."""
+    split), where they come from, a JSON-ready description (`detail`) and, for the transplant, the donor of each
+    (sample, round) as an index (`donors`, (M, R), for the bootstrap over donors) and the check of the transplant
+    (`check`)."""
 
     source: str
     views: tuple[SplitView, ...]
     indices: np.ndarray
     detail: dict
+    donors: np.ndarray | None = None
+    check: TransplantCheck | None = None
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the attacked images are an estimate of the natural artifact (transplanted), not the real thing."""
+        return self.source == "transplanted"
 
 
 def attacked_set(
@@ -166,6 +176,8 @@ def _transplanted(
         )
         for r in range(config.transplant_rounds)
     )
+    pairs = {sid: [v.attack.donor_for(sid).sample_id for v in views] for sid in views[0].sample_ids}
+    position = {d.sample_id: n for n, d in enumerate(views[0].attack.donors)}
     detail = {
         "donors": len([d for d in donors if d.mask.any()]),
         "rounds": config.transplant_rounds,
@@ -173,9 +185,26 @@ def _transplanted(
         "masks": mask_source,
         "mean_mask_share": float(masks.mean()),
         "donor_ids": [d.sample_id for d in donors],
-        "pairs": {sid: [v.attack.donor_for(sid).sample_id for v in views] for sid in views[0].sample_ids},
+        "pairs": pairs,
     }
-    return AttackedSet("transplanted", views, np.arange(len(views[0])), detail)
+    donor_index = np.array([[position[d] for d in pairs[sid]] for sid in views[0].sample_ids], dtype=np.int64)
+    check = _check(model, dataset, cav, train, donors_at, wanted, views[0].attack, config.transplant_seed)
+    return AttackedSet("transplanted", views, np.arange(len(views[0])), detail, donor_index, check)
+
+
+def _check(model, dataset: ClarcDataset, cav: Cav | None, train: SplitView, donors_at, annotated, attack, seed: int):
+    """The transplant's check (`fidelity`) on the training images of the class the artifact is tied to: the CAV's,
+    else the class most donors belong to."""
+    if cav is None:
+        return unchecked("the check of the transplant needs a CAV; the masks were drawn by hand and no CAV was given")
+    labels = train.labels
+    name = cav.attacked_class
+    k = dataset.classes.index(name) if name in dataset.classes else int(np.bincount(labels[donors_at]).argmax())
+    natural = np.array([i for i in donors_at if labels[i] == k], dtype=np.int64)
+    ids = train.sample_ids
+    targets = np.array([i for i in np.flatnonzero(labels == k) if ids[i] not in annotated], dtype=np.int64)
+    pasted = dataset.split("train", "attacked", model.meta.normalization, attack=attack)
+    return check_transplant(model, train, pasted, natural, targets, cav, k, seed=seed)
 
 
 def describe_attack(figures) -> str:

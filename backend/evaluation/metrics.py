@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from backend.data import ClarcDataset, SplitView, view_batch
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
 from backend.evaluation.figures import figure_field, figures_of
+from backend.evaluation.intervals import SampleHits, accuracy_interval
 from backend.evaluation.predictions import Predictions, predict_logits
 from backend.models import LoadedModel, capture_layer, eval_mode
 
@@ -155,14 +156,34 @@ class EvaluationResult:
     n_attacked: int | None = None
     attacked_class: str | None = None
     n_annotated: int | None = None
+    attacked_acc_interval: list[float] | None = None
+    estimate_check: dict | None = None
+    hits: SampleHits | None = field(default=None, repr=False, compare=False)  # per sample, in memory only
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(replace(self, hits=None))
+        del data["hits"]
+        return data
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the attacked figures estimate the natural artifact (transplanted) rather than measure it."""
+        return self.attack_source == "transplanted"
+
+    @property
+    def reliable(self) -> bool | None:
+        """Whether the attacked figures can be trusted: True where measured (planted, supplied) or where the
+        transplant passed its check; False where it failed; None where unchecked or there are no attacked figures."""
+        if self.attacked_acc is None:
+            return None
+        if not self.estimated:
+            return True
+        return (self.estimate_check or {}).get("reliable")
 
     @classmethod
     def from_dict(cls, data: dict) -> EvaluationResult:
         """The result as `to_dict` (or an older record, with fewer fields) wrote it; unknown keys are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"hits"}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
@@ -198,15 +219,19 @@ def _explained(model: LoadedModel, view: SplitView, indices: np.ndarray, cav: Ca
 
 
 def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None, k: int | None, batch_size: int):
-    """Accuracy over every round; TCAV and R_bias on the first round."""
+    """Accuracy over every round (with the rounds' hits per sample, for intervals); TCAV and R_bias on the first
+    round."""
     device = next(model.module.parameters()).device
     logits, labels = [], []
     for view in attacked.views:
         logits.append(predict_logits(model.module, Subset(view, attacked.indices.tolist()), device=device))
         labels.append(view.labels[attacked.indices])
+    hits = np.stack([(l.argmax(1).numpy() == y) for l, y in zip(logits, labels)], axis=1)  # (M, R)
     logits, labels = torch.cat(logits), np.concatenate(labels)
     classes = attacked.views[0].classes
     return {
+        "hits": hits,
+        "estimate_check": attacked.check.to_dict() if attacked.check is not None else None,
         "attacked_acc": accuracy(logits, labels),
         "attacked_acc_per_class": per_class_accuracy(logits, labels, classes),
         "attacked_confusion": confusion_matrix(logits, labels, len(classes)),
@@ -262,8 +287,12 @@ def evaluate(
     attacked = attack
     if not isinstance(attack, AttackedSet):
         attacked = attacked_set(model, dataset, cav, attack, split=split, artifact=artifact, donor_ids=donor_ids)
+    clean_hits = clean_logits.argmax(1).numpy() == clean.labels
+    figures["hits"] = SampleHits(clean_hits)
     if attacked is not None:
         figures |= _attacked_figures(model, attacked, cav, k, batch_size)
+        figures["hits"] = SampleHits(clean_hits, figures["hits"], attacked.indices, attacked.donors)
+        figures["attacked_acc_interval"] = accuracy_interval(figures["hits"])
     if artifact_ids is not None:
         figures |= _annotated_figures(model, dataset, split, set(artifact_ids), cav, k, batch_size)
     return EvaluationResult(split=split, **figures)
