@@ -31,7 +31,7 @@ from backend.evaluation.fidelity import TransplantCheck, check_transplant, unche
 from backend.models import LoadedModel
 from backend.options import check_choices, option
 
-__all__ = ["AttackConfig", "AttackSource", "AttackedSet", "attacked_set", "describe_attack"]
+__all__ = ["AttackConfig", "AttackSource", "AttackedSet", "attacked_set", "describe_attack", "estimate_notice"]
 
 AttackSource = Literal["auto", "planted", "supplied", "transplanted", "none"]
 
@@ -221,3 +221,16 @@ def describe_attack(figures) -> str:
         paired = f"{detail.get('paired')} of {detail.get('of')} test images paired"
         return f"your attacked copy {detail.get('dataset')}: {paired}"
     return "no attacked test images: annotate training images that show the artifact, or supply an attacked copy"
+
+
+def estimate_notice(figures) -> str | None:
+    """What a reader must know about attacked figures (an `EvaluationResult`) that are an estimate: the transplant's
+    check and, where it failed or could not be made, that the figures are unreliable and how to measure instead.
+    None where the figures are measured (planted, supplied) or there are none."""
+    if figures.attacked_acc is None or not figures.estimated:
+        return None
+    check = TransplantCheck.from_dict(figures.estimate_check or {"reliable": None, "reasons": ["no check was made"]})
+    if check.reliable:
+        return f"Estimated by transplant; {check.verdict()}."
+    label = "Unreliable estimate" if check.reliable is False else "Unchecked estimate"
+    return f"{label}: {'; '.join(check.reasons)}. {check.advice}"

@@ -30,6 +30,15 @@ class Figure:
             return "–"
         return f"{value:.1%}" if self.unit == "share" else f"{value:.3f}"
 
+    def interval_text(self, interval: list[float] | None) -> str:
+        """A 95% interval as written everywhere ("44.8–53.6%"); "" for none."""
+        if not interval:
+            return ""
+        low, high = interval
+        if self.unit == "share":
+            return f"{low * 100:.1f}–{high * 100:.1f}%"
+        return f"{low:.3f}–{high:.3f}"
+
     def change(self, before: float | None, after: float | None) -> float | None:
         """after − before, or None where either is missing."""
         if before is None or after is None:

@@ -226,7 +226,7 @@ def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None
     for view in attacked.views:
         logits.append(predict_logits(model.module, Subset(view, attacked.indices.tolist()), device=device))
         labels.append(view.labels[attacked.indices])
-    hits = np.stack([(l.argmax(1).numpy() == y) for l, y in zip(logits, labels)], axis=1)  # (M, R)
+    hits = np.stack([(z.argmax(1).numpy() == y) for z, y in zip(logits, labels)], axis=1)  # (M, R)
     logits, labels = torch.cat(logits), np.concatenate(labels)
     classes = attacked.views[0].classes
     return {

@@ -6,21 +6,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend.concepts import CavSummary
-from backend.evaluation import EvaluationResult
+from backend.evaluation import EvaluationResult, gap_closed_interval
 
 __all__ = ["ConceptOutcome", "RunOutputs", "RunResult"]
 
 
 @dataclass(frozen=True)
 class ConceptOutcome:
-    """One concept of a run: its CAV, the class its artifact is tied to, its own λ (None: the method's) and the
-    figures before and after the correction on its attacked images."""
+    """One concept of a run: its CAV, the class its artifact is tied to, its own λ (None: the method's), the
+    figures before and after the correction on its attacked images and the 95% interval of the gap it closed
+    (resampled from the two evaluations' hits when they are in memory, as a run makes them; stored thereafter)."""
 
     cav: CavSummary
     attacked_class: str | None
     lam: float | None
     before: EvaluationResult
     after: EvaluationResult
+    gap_closed_interval: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.gap_closed_interval is None and self.before.hits is not None and self.after.hits is not None:
+            object.__setattr__(self, "gap_closed_interval", gap_closed_interval(self.before.hits, self.after.hits))
+
+    @property
+    def reliable(self) -> bool | None:
+        """Whether the attacked figures before and after can be trusted (see `EvaluationResult.reliable`)."""
+        verdicts = (self.before.reliable, self.after.reliable)
+        return False if False in verdicts else None if None in verdicts else True
 
     @property
     def name(self) -> str | None:
@@ -48,6 +60,8 @@ class ConceptOutcome:
             "cav": self.cav.to_dict(),
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
+            "gap_closed": self.gap_closed(),
+            "gap_closed_interval": self.gap_closed_interval,
         }
 
     @classmethod
@@ -60,6 +74,7 @@ class ConceptOutcome:
             data.get("lam"),
             EvaluationResult.from_dict(data["before"]),
             EvaluationResult.from_dict(data["after"]),
+            data.get("gap_closed_interval"),
         )
 
 
