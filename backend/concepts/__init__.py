@@ -1,5 +1,6 @@
-"""Concepts: latent activations and their cache, CAV kinds, how good a CAV is, the fit pipeline from labels to a
-judged CAV, concept label files, and 2-D embeddings of features."""
+"""Concepts: latent activations and their cache, CAV kinds, how good a CAV is, how much of an artifact's effect it
+covers (and the concept subspace that covers more), the fit pipeline from labels to a judged CAV, concept label files,
+and 2-D embeddings of features."""
 
 from backend.concepts.activation_cache import (
     PassCancelled,
@@ -16,6 +17,7 @@ from backend.concepts.activations import (
     CavPooling,
     Pooling,
     collect_activations,
+    pool_activations,
 )
 from backend.concepts.cav import (
     DEFAULT_SCOPE,
@@ -28,6 +30,14 @@ from backend.concepts.cav import (
     load_cav,
     register_cav,
     validate_concept_data,
+)
+from backend.concepts.coverage import (
+    change_rows,
+    concept_basis,
+    coverage,
+    held_out_coverage,
+    leading_share,
+    orthonormal_rows,
 )
 from backend.concepts.embedding import project_embedding
 from backend.concepts.fit import ConceptFit, concept_samples, fit_concept
@@ -82,6 +92,12 @@ __all__ = [
     "collect_in_one_pass",
     "read_partial",
     "can_test_significance",
+    "change_rows",
+    "concept_basis",
+    "coverage",
+    "held_out_coverage",
+    "leading_share",
+    "orthonormal_rows",
     "cav_kinds",
     "collect_activations",
     "divergence",
@@ -89,6 +105,7 @@ __all__ = [
     "fit_concept",
     "load_cav",
     "planted_labels",
+    "pool_activations",
     "project_embedding",
     "read_concept_labels",
     "register_cav",

@@ -16,12 +16,13 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from backend.concepts.coverage import orthonormal_rows
 from backend.errors import ConfigError
 from backend.options import check_choices, option
 
@@ -117,6 +118,24 @@ class Cav:
     attacked_class: str | None = None
     concept_ids: tuple[str, ...] = ()
     name: str = ""
+    basis: np.ndarray | None = None
+
+    @property
+    def rank(self) -> int:
+        """The number of directions a correction along this CAV penalises: 1, or the rows of its basis."""
+        return 1 if self.basis is None else len(self.basis)
+
+    @property
+    def directions(self) -> np.ndarray:
+        """The orthonormal directions (r, C) of the concept: the basis, or the vector alone."""
+        return self.vector[None] if self.basis is None else self.basis
+
+    def with_basis(self, basis: np.ndarray | None) -> Cav:
+        """This CAV with a concept subspace `basis` (r, C) (None or rank 1: the vector alone); checked to be
+        orthonormal, of the vector's width, with the vector first."""
+        if basis is not None:
+            basis = _checked_basis(basis, self.vector)
+        return replace(self, basis=None if basis is None or len(basis) == 1 else basis)
 
     def scores(self, activations: np.ndarray) -> np.ndarray:
         """Concept scores (N,) of pooled activations (N, C): their projection onto the CAV."""
@@ -133,6 +152,7 @@ class Cav:
             "vector": [float(v) for v in self.vector],
             "sample_ids": list(self.sample_ids),
             "concept_ids": list(self.concept_ids),
+            "basis": None if self.basis is None else [[float(v) for v in row] for row in self.basis],
         }
 
     @classmethod
@@ -144,12 +164,17 @@ class Cav:
             values = {k: v for k, v in data.items() if k in known} | {"vector": vector}
             values["sample_ids"] = tuple(values.get("sample_ids", ()))
             values["concept_ids"] = tuple(values.get("concept_ids", ()))
+            values["basis"] = None
             cav = cls(**values)
+            basis = None if data.get("basis") is None else np.asarray(data["basis"], dtype=np.float64)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where} is not a CAV file ({exc!r})") from exc
         if vector.ndim != 1 or not np.isfinite(vector).all() or abs(np.linalg.norm(vector) - 1) > 1e-6:
             raise ConfigError(f"the vector of {where} is not a finite unit vector")
-        return cav
+        try:
+            return cav.with_basis(basis)
+        except ConfigError as exc:
+            raise ConfigError(f"the basis of {where} is not a concept subspace: {exc}") from exc
 
     def save(self, path: str | Path) -> Path:
         """Write the CAV as one JSON file (`<path>.json`, vector included); returns its path."""
@@ -157,6 +182,16 @@ class Cav:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def _checked_basis(basis: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """`basis` as an orthonormal (r, C) float64 array whose first row is `vector`; anything else is an error."""
+    basis = orthonormal_rows(basis)
+    if basis.shape[1] != len(vector) or abs(float(basis[0] @ vector) - 1) > 1e-6:
+        raise ConfigError(
+            f"a basis of shape {basis.shape} does not start with the CAV's vector of {len(vector)} channels"
+        )
+    return basis
 
 
 def load_cav(path: str | Path) -> Cav:

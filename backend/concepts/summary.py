@@ -14,7 +14,10 @@ __all__ = ["CavSummary"]
 @dataclass(frozen=True)
 class CavSummary:
     """A CAV's description: `name` (a saved CAV's; None when fitted for the run) and `source` (what the user named,
-    or "fitted for this run"), how it was fitted, and its quality figures where they were measured."""
+    or "fitted for this run"), how it was fitted, and its quality figures where they were measured. `rank` is the
+    number of directions a correction penalises (1: the CAV alone; more: a concept subspace); `coverage` the share of
+    the artifact's squared activation change along the CAV, `subspace_coverage` along all `rank` directions, and
+    `coverage_pairs` how that was measured (`CavCoverage.pairs`: source, split, n, the leading direction's share)."""
 
     kind: str | None = None
     layer: str | None = None
@@ -32,12 +35,16 @@ class CavSummary:
     held_out_auc: float | None = None
     alignment: float | None = None
     significance: dict | None = None
+    rank: int | None = None
+    coverage: float | None = None
+    subspace_coverage: float | None = None
+    coverage_pairs: dict | None = None
 
     @classmethod
     def of(cls, cav: Cav, **more) -> CavSummary:
         """The summary of `cav`, with `more` (name, source, quality) on top."""
         fitted = {k: getattr(cav, k) for k in ("kind", "layer", "pooling", "concept", "scope", "attacked_class")}
-        return cls(**fitted, n_concept=cav.n_concept, n_other=cav.n_other, **more)
+        return cls(**fitted, n_concept=cav.n_concept, n_other=cav.n_other, rank=cav.rank, **more)
 
     def to_dict(self) -> dict:
         return asdict(self)

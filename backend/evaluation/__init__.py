@@ -2,7 +2,22 @@
 transplanted), and the before/after figures of a correction (clean and attacked accuracy, per class and as confusion
 matrices, TCAV, R_bias) as functions over models and dataset views."""
 
-from backend.evaluation.attacks import AttackConfig, AttackedSet, AttackSource, attacked_set, describe_attack
+from backend.evaluation.attacks import (
+    AttackConfig,
+    AttackedSet,
+    AttackSource,
+    attacked_set,
+    describe_attack,
+    estimate_notice,
+)
+from backend.evaluation.coverage import (
+    MAX_PAIRS,
+    CavCoverage,
+    cav_coverage,
+    paired_changes,
+    subspace_cav,
+    training_pairs,
+)
 from backend.evaluation.fidelity import TransplantCheck
 from backend.evaluation.figures import HEADLINE, Figure, figures_of
 from backend.evaluation.intervals import SampleHits, accuracy_interval, gap_closed_interval
@@ -20,6 +35,12 @@ from backend.evaluation.metrics import (
 from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits, predictions_so_far
 
 __all__ = [
+    "MAX_PAIRS",
+    "CavCoverage",
+    "cav_coverage",
+    "paired_changes",
+    "subspace_cav",
+    "training_pairs",
     "FIGURES",
     "HEADLINE",
     "Figure",
@@ -28,6 +49,7 @@ __all__ = [
     "AttackSource",
     "AttackedSet",
     "describe_attack",
+    "estimate_notice",
     "EvaluationResult",
     "Predictions",
     "SampleHits",
