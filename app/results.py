@@ -13,8 +13,17 @@ import streamlit as st
 from app.context import current_context
 from app.resources import before_after_heatmaps, executor, load_model
 from backend.errors import ClarcError
-from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
-from backend.runs import N_EXAMPLES, RunRecord, RunResult, build_report, concept_rows, load_examples, sweep_summary
+from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack, estimate_notice
+from backend.runs import (
+    N_EXAMPLES,
+    ConceptOutcome,
+    RunRecord,
+    RunResult,
+    build_report,
+    concept_rows,
+    load_examples,
+    sweep_summary,
+)
 from components.plots import before_after_bars, confusion_heatmap, tradeoff_scatter
 from components.thumbnails import thumbnail_png
 
@@ -56,17 +65,32 @@ def _before_after(record: RunRecord) -> None:
     )
     table["change"] = table["after"] - table["before"]
     st.subheader("Before and after")
+    outcome = result.concepts[0]
+    trusted = outcome.reliable is True
+    notice = estimate_notice(after)
+    if notice and outcome.reliable is False:
+        st.error(f"**The attacked figures below are not to be trusted.** {notice}", icon=":material/warning:")
+    elif notice and not trusted:
+        st.warning(notice, icon=":material/help:")
     for col, key in zip(st.columns(len(HEADLINE)), HEADLINE):
         figure, b, a = FIGURES[key], getattr(before, key), getattr(after, key)
         if a is not None:
             improved = figure.improved(b, a)
+            attacked = key == "attacked_acc"
             col.metric(
-                figure.label,
+                figure.label + (" (estimate)" if attacked and after.estimated else ""),
                 figure.text(a),
                 figure.change_text(b, a),
-                delta_color="off" if improved is None else "normal" if figure.higher_is_better else "inverse",
+                delta_color="off"
+                if improved is None or (attacked and not trusted)
+                else "normal"
+                if figure.higher_is_better
+                else "inverse",
+                help=f"95% interval: {figure.interval_text(after.attacked_acc_interval)}" if attacked else None,
             )
-    st.caption(f"Attacked images: {describe_attack(after)}.")
+    st.caption(_attacked_caption(outcome) + f" Attacked images: {describe_attack(after)}.")
+    if notice and trusted:
+        st.caption(notice)
     left, right = st.columns([1, 1])
     left.dataframe(
         table,
@@ -90,6 +114,26 @@ def _before_after(record: RunRecord) -> None:
     )
 
 
+def _attacked_caption(outcome: ConceptOutcome) -> str:
+    """The attacked accuracy's intervals, the gap closed with its interval and, where test images are annotated
+    with the artifact, their measured accuracy beside the estimate."""
+    figure, before, after = FIGURES["attacked_acc"], outcome.before, outcome.after
+    if after.attacked_acc is None:
+        return ""
+    parts = [
+        f"Attacked accuracy {figure.text(before.attacked_acc)} ({figure.interval_text(before.attacked_acc_interval)})"
+        f" → {figure.text(after.attacked_acc)} ({figure.interval_text(after.attacked_acc_interval)}), 95% intervals;"
+        f" gap closed {outcome.gap_closed_text()} ({outcome.estimate_label})."
+    ]
+    if after.with_artifact_acc is not None:
+        annotated = FIGURES["with_artifact_acc"]
+        parts.append(
+            f"Measured on the {after.n_annotated} test images annotated with the artifact: "
+            f"{annotated.text(before.with_artifact_acc)} → {annotated.text(after.with_artifact_acc)}."
+        )
+    return " ".join(parts)
+
+
 def _concepts(result: RunResult) -> None:
     """A row per concept of a run that corrected several: each artifact's own figures before and after (the
     figures above are the first concept's)."""
@@ -105,7 +149,9 @@ def _concepts(result: RunResult) -> None:
         | {"gap closed": st.column_config.NumberColumn("gap closed", format="percent")},
     )
     st.caption(
-        "Gap closed: the share of the clean-vs-attacked accuracy gap of each concept that the correction removed. "
+        "Gap closed: the share of the clean-vs-attacked accuracy gap of each concept that the correction removed, "
+        "with its 95% interval. Attacked figures: measured (planted, or your attacked copy), a checked estimate "
+        "(transplanted artifacts that move the model like natural ones), or an unreliable / unchecked estimate. "
         "The figures above (and the heatmaps below) are those of the first concept."
     )
 

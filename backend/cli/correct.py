@@ -13,9 +13,9 @@ from backend.cli.arguments import from_args
 from backend.cli.common import add_job_arguments, job_from_args, model_and_dataset, write_json
 from backend.cli.registry import command
 from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
-from backend.evaluation import FIGURES, AttackConfig, evaluate
+from backend.evaluation import FIGURES, AttackConfig, estimate_notice, evaluate
 from backend.options import CommonOptions, DatasetOption, JsonOutput, ModelOption, nested, option
-from backend.runs import CorrectionJob, RunResult, concept_rows, run_correction_job
+from backend.runs import ConceptOutcome, CorrectionJob, RunResult, concept_rows, run_correction_job
 
 __all__ = ["CorrectOptions", "EvaluateOptions", "concepts_table"]
 
@@ -61,11 +61,31 @@ def _run_correct(opts: CorrectOptions) -> int:
     for key in FIGURES:
         if getattr(before, key) is not None and getattr(after, key) is not None:
             print(f"{key:18s} {getattr(before, key):9.4f} {getattr(after, key):9.4f}")
+    print(attacked_summary(result.concepts[0]))
     if len(result.concepts) > 1:
         print(concepts_table(result))
     print(f"corrected model: {result.outputs.checkpoint} (card {result.outputs.card})")
     write_json(opts.json, result.to_dict() | {"job": job.to_dict()})
     return 0
+
+
+def attacked_summary(outcome: ConceptOutcome) -> str:
+    """The attacked accuracy with its 95% intervals, the gap closed with its interval and, for an estimate, its
+    check (a warning with what to do where it failed), in lines."""
+    figure, before, after = FIGURES["attacked_acc"], outcome.before, outcome.after
+    if before.attacked_acc is None or after.attacked_acc is None:
+        return "no attacked figures: annotate training images that show the artifact, or supply an attacked copy"
+    lines = [
+        f"attacked accuracy {figure.text(before.attacked_acc)} (95% interval "
+        f"{figure.interval_text(before.attacked_acc_interval) or '-'}) -> {figure.text(after.attacked_acc)} "
+        f"({figure.interval_text(after.attacked_acc_interval) or '-'})"
+    ]
+    if outcome.gap_closed() is not None:
+        lines.append(f"gap closed {outcome.gap_closed_text()} ({outcome.estimate_label})")
+    notice = estimate_notice(after)
+    if notice:
+        lines.append(("WARNING: " if outcome.reliable is not True else "") + notice)
+    return "\n".join(lines)
 
 
 def concepts_table(result: RunResult) -> str:
@@ -119,7 +139,7 @@ def _run_evaluate(opts: EvaluateOptions) -> int:
         cav = None
     marked = {sid for sid, flag in labels.items() if flag}
     in_split = marked & set(dataset.split(opts.split).sample_ids)
-    figures = evaluate(
+    result = evaluate(
         model,
         dataset,
         cav,
@@ -129,11 +149,16 @@ def _run_evaluate(opts: EvaluateOptions) -> int:
         artifact_ids=in_split or None,
         attack=opts.attack,
         donor_ids=marked & set(dataset.split("train").sample_ids),
-    ).to_dict()
-    if figures.get("attack_source"):
-        print(f"attacked images: {figures['attack_source']} ({figures['n_attacked']} images)")
+    )
+    if result.attack_source:
+        print(f"attacked images: {result.attack_source} ({result.n_attacked} images)")
     for key in FIGURES:
-        if figures.get(key) is not None:
-            print(f"{key:20s} {figures[key]:.4f}")
-    write_json(opts.json, figures)
+        if getattr(result, key) is not None:
+            print(f"{key:20s} {getattr(result, key):.4f}")
+    if result.attacked_acc_interval:
+        print(f"attacked accuracy, 95% interval: {FIGURES['attacked_acc'].interval_text(result.attacked_acc_interval)}")
+    notice = estimate_notice(result)
+    if notice:
+        print(("WARNING: " if result.reliable is not True else "") + notice)
+    write_json(opts.json, result.to_dict())
     return 0

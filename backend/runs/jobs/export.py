@@ -14,6 +14,7 @@ import numpy as np
 from backend.concepts import Cav
 from backend.correction import CorrectionResult
 from backend.data.dataset import ClarcDataset
+from backend.evaluation import estimate_notice
 from backend.models import card_path, find_projection, save_checkpoint
 from backend.runs.jobs.result import ConceptOutcome
 from backend.storage import atomic_path
@@ -38,7 +39,8 @@ def export_corrected(
     artifact_ids: Collection[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write `<out>` (.safetensors), its card `<out>.json` (the method, each concept's CAV with its vector and its
-    figures before and after, the first concept's as the headline, and where the attacked figures come from) and the
+    figures before and after, the first concept's as the headline, where the attacked figures come from and whether
+    they can be trusted: `attacked_figures`, with the gap closed and its interval) and the
     first CAV itself (`cav_file`); returns the checkpoint's and the card's paths. P-ClArC's projection travels in
     the card and is re-attached by `load_checkpoint`; the weights alone load into the plain architecture."""
     out = Path(out)
@@ -58,6 +60,13 @@ def export_corrected(
         "annotations_sha256": annotation_hash(artifact_ids) if artifact_ids is not None else None,
         "based_on": model.meta.dataset,
         "concepts": rows,
+        "attacked_figures": {
+            "measured": not first.after.estimated,
+            "reliable": first.reliable,
+            "notice": estimate_notice(first.after),
+            "gap_closed": first.gap_closed(),
+            "gap_closed_interval": first.gap_closed_interval,
+        },
     }
     layer = correction.get("layer", cavs[0].layer)
     projection = find_projection(model.module, layer)

@@ -42,6 +42,23 @@ class ConceptOutcome:
     def concept(self) -> str | None:
         return self.cav.concept
 
+    @property
+    def estimate_label(self) -> str | None:
+        """How far the attacked figures can be trusted, in two words (None: no attacked figures)."""
+        if self.after.attacked_acc is None:
+            return None
+        if not self.after.estimated:
+            return "measured"
+        return {True: "checked estimate", False: "UNRELIABLE estimate"}.get(self.reliable, "unchecked estimate")
+
+    def gap_closed_text(self) -> str:
+        """The gap closed with its 95% interval ("37% (19% to 55%)"); "–" where there is no gap."""
+        closed = self.gap_closed()
+        if closed is None:
+            return "–"
+        interval = self.gap_closed_interval
+        return f"{closed:.0%}" + (f" ({interval[0]:.0%} to {interval[1]:.0%})" if interval else "")
+
     def gap_closed(self) -> float | None:
         """The share of the clean-vs-attacked accuracy gap before the correction that it removed (None: no gap or
         no attacked figures)."""

@@ -75,7 +75,8 @@ def loss_histories(store: RunStore, run_ids: Sequence[str]) -> dict[str, list[di
 
 def concept_rows(result: RunResult) -> list[dict]:
     """One row per concept of a run's result: its class and λ, where its attacked images come from, and its attacked
-    accuracy, TCAV sensitivity and R_bias before and after, with the share of its clean-vs-attacked gap closed."""
+    accuracy, TCAV sensitivity and R_bias before and after, with the share of its clean-vs-attacked gap closed (and
+    its 95% interval) and how far the attacked figures can be trusted."""
     rows = []
     for concept in result.concepts:
         row = {
@@ -83,9 +84,12 @@ def concept_rows(result: RunResult) -> list[dict]:
             "attacked class": concept.attacked_class,
             "lam": concept.lam,
             "attacked images": concept.after.attack_source,
+            "attacked figures": concept.estimate_label,
         }
         for key in ("attacked_acc", "tcav_sensitivity", "r_bias"):
             row[f"{key} before"], row[f"{key} after"] = getattr(concept.before, key), getattr(concept.after, key)
         row["gap closed"] = concept.gap_closed()
+        interval = concept.gap_closed_interval
+        row["gap closed, 95% interval"] = f"{interval[0]:.0%} to {interval[1]:.0%}" if interval else None
         rows.append(row)
     return rows

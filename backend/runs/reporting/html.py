@@ -52,6 +52,7 @@ th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vert
 th { background: #f3f5f7; } td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.kv th { width: 240px; font-weight: 500; }
 .up { color: var(--good); } .down { color: var(--bad); }
+.alert { border: 2px solid var(--bad); border-radius: 6px; padding: 8px 12px; margin: 10px 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 14px 0; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; min-width: 200px; flex: 1; }
 .card .label { color: var(--muted); font-size: 12px; } .card .value { font-size: 20px; font-weight: 600; }
@@ -126,6 +127,11 @@ def kv(pairs: Sequence[tuple[str, str]], long: bool = False) -> str:
 
 def note(content: str) -> str:
     return f'<p class="note">{content}</p>'
+
+
+def alert(content: str) -> str:
+    """A boxed warning the reader cannot miss (HTML content)."""
+    return f'<div class="alert">{content}</div>'
 
 
 def section(anchor: str, title: str, *parts: str) -> str:

@@ -30,16 +30,17 @@ from backend.attribution import class_heatmaps, overlay
 from backend.concepts import Cav, CavSummary, load_cav, planted_labels, read_concept_labels
 from backend.data import ClarcDataset, image_batch, open_dataset
 from backend.errors import ClarcError, ConfigError
-from backend.evaluation import FIGURES, HEADLINE, EvaluationResult, describe_attack
+from backend.evaluation import FIGURES, HEADLINE, describe_attack, estimate_notice
 from backend.models import LoadedModel, load_checkpoint
 from backend.runs.execution.store import RunRecord, RunStore
 from backend.runs.jobs.correction import CorrectionJob, method_config_from
 from backend.runs.jobs.export import load_examples
-from backend.runs.jobs.result import RunResult
+from backend.runs.jobs.result import ConceptOutcome, RunResult
 from backend.runs.jobs.sweep import sweep_summary
 from backend.runs.reporting.charts import Point, line_chart, scatter_chart
 from backend.runs.reporting.compare import concept_rows
 from backend.runs.reporting.html import (
+    alert,
     change,
     confusion_table,
     esc,
@@ -136,8 +137,16 @@ def _header(record: RunRecord) -> str:
         f"<header><h1>Audit report: {esc(record.name)}</h1>"
         f'<p class="sub">Correction run <code>{esc(record.id)}</code> · {esc(record.status)} · finished '
         f"{when(record.finished)} · report made {when(time.time())} by ClArC Studio {esc(__version__)}</p>"
-        f'<p>{summary}</p><div class="cards">{"".join(cards)}</div></header>'
+        f'<p>{summary}</p><div class="cards">{"".join(cards)}</div>{_estimate_warning(result.concepts[0])}</header>'
     )
+
+
+def _estimate_warning(outcome: ConceptOutcome) -> str:
+    """A boxed warning where the headline's attacked figures are an unreliable or unchecked estimate."""
+    notice = estimate_notice(outcome.after)
+    if not notice or outcome.reliable is True:
+        return ""
+    return alert(f"<b>The attacked figures are not to be trusted.</b> {esc(notice)}")
 
 
 def _model_and_data(record: RunRecord, corrected: LoadedModel, base: LoadedModel | None, dataset, why: str) -> str:
@@ -265,16 +274,27 @@ def _config_section(config: dict) -> str:
     )
 
 
-def _figures_section(before: EvaluationResult, after: EvaluationResult) -> str:
+def _figures_section(outcome: ConceptOutcome) -> str:
+    before, after = outcome.before, outcome.after
     pairs = [(f, getattr(before, k), getattr(after, k)) for k, f in FIGURES.items()]
     rows = [
         [esc(f.label), f.text(b), f.text(a), change(f, b, a)] for f, b, a in pairs if b is not None or a is not None
     ]
+    attacked = FIGURES["attacked_acc"]
+    intervals = (
+        f" 95% intervals of the attacked accuracy: {attacked.interval_text(before.attacked_acc_interval)} before, "
+        f"{attacked.interval_text(after.attacked_acc_interval)} after (test images and donors resampled); gap "
+        f"closed {esc(outcome.gap_closed_text())} ({esc(outcome.estimate_label)})."
+        if after.attacked_acc is not None
+        else ""
+    )
+    notice = estimate_notice(after)
     parts = [
         note(
             f"Measured on the {esc(after.split)} split ({esc(after.n)} images). "
-            f"Attacked images: {esc(describe_attack(after))}."
+            f"Attacked images: {esc(describe_attack(after))}.{intervals}"
         ),
+        (alert if outcome.reliable is not True else note)(esc(notice)) if notice else "",
         table(["figure", "before", "after", "change"], rows, (1, 2, 3)),
     ]
     classes = after.classes or list(after.clean_acc_per_class)
@@ -465,7 +485,7 @@ def build_report(store: RunStore, run_id: str) -> str:
         _annotations(record, cav, card, dataset, dataset_why),
         _cav_section(result.cav, cav),
         _config_section(record.config),
-        _figures_section(result.before, result.after),
+        _figures_section(result.concepts[0]),
         _concepts_section(result),
         _heatmaps(record, base, corrected, base_why),
         _training(record.history or list(result.history), result.seconds),
