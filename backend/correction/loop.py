@@ -106,6 +106,7 @@ def correct(
             torch.tensor(t.cav.vector, dtype=torch.float32, device=device),
             _attacked(dataset, t.attacked_class or t.cav.attacked_class),
             t.lam,
+            basis=None if t.cav.basis is None else torch.tensor(t.cav.basis, dtype=torch.float32, device=device),
         )
         for t in targets
     ]
@@ -196,7 +197,7 @@ def same_layer(targets: Sequence[ConceptTarget]) -> list[ConceptTarget]:
 
 def _target_summary(target: ConceptTarget) -> dict:
     cav = target.cav
-    return {"name": cav.name, "concept": cav.concept, "kind": cav.kind, "lam": target.lam}
+    return {"name": cav.name, "concept": cav.concept, "kind": cav.kind, "lam": target.lam, "rank": cav.rank}
 
 
 def _artifact_flags(view: SplitView, artifact_ids: Collection[str] | None) -> np.ndarray:

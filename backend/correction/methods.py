@@ -50,15 +50,22 @@ class Batch:
 @dataclass(frozen=True)
 class ConceptInputs:
     """What a method may use about one concept, prepared once per run: the unit CAV `h` (C,) on the training device,
-    the index of the class the artifact is tied to, its own penalty weight (`lam`; None: the method's), and, for
+    the index of the class the artifact is tied to, its own penalty weight (`lam`; None: the method's), for
     methods that declare `needs_concept_stats`, the mean CAV projection per spatial position (H, W) over the
-    samples without and over those with this concept's artifact."""
+    samples without and over those with this concept's artifact, and, for a concept subspace, its orthonormal
+    `basis` (r, C) whose first row is `h`."""
 
     h: torch.Tensor
     attacked_class: int
     lam: float | None = None
     clean_mean: torch.Tensor | None = None
     artifact_mean: torch.Tensor | None = None
+    basis: torch.Tensor | None = None
+
+    @property
+    def directions(self) -> torch.Tensor:
+        """What a penalty follows: the basis (r, C) of a concept subspace, else the CAV (C,) itself."""
+        return self.h if self.basis is None else self.basis
 
 
 class CorrectionMethod:
@@ -179,8 +186,9 @@ class RRClarc(CorrectionMethod):
     needs_layer_grad = True
 
     def penalty(self, logits: torch.Tensor, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The sum over the concepts of λ_k · penalty along h_k; one gradient serves every concept unless
-        `class_specific` asks for each attacked class's own logit."""
+        """The sum over the concepts of λ_k · penalty along h_k (along every direction of a concept subspace, see
+        `directional_penalty`); one gradient serves every concept unless `class_specific` asks for each attacked
+        class's own logit."""
         cfg: RRClarcConfig = self.config
         grads: dict[int | None, torch.Tensor] = {}
         total = None
@@ -190,7 +198,7 @@ class RRClarc(CorrectionMethod):
                 target = gradient_target(logits, cfg.gradient_target, batch.labels, batch.generator, k)
                 (grads[k],) = torch.autograd.grad(target, acts, create_graph=True)
             lam = cfg.lam if concept.lam is None else concept.lam
-            term = lam * directional_penalty(grads[k].float(), concept.h, cfg.aggregation)
+            term = lam * directional_penalty(grads[k].float(), concept.directions, cfg.aggregation)
             total = term if total is None else total + term
         return total
 
@@ -200,7 +208,8 @@ class AClarc(CorrectionMethod):
     needs_concept_stats = True
 
     def transform(self, acts: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Each concept in turn: the samples without its artifact are moved along its CAV to its artifact mean."""
+        """Each concept in turn: the samples without its artifact are moved along its CAV to its artifact mean (along
+        the CAV alone, also for a concept subspace: the statistics are of its projection)."""
         for k, concept in enumerate(self.concepts):
             clean = ~batch.has_artifact[:, k].to(acts.device)
             if not clean.any():
@@ -217,7 +226,8 @@ class PClarc(CorrectionMethod):
     trains = False
 
     def edit(self, module: nn.Module, layer: str) -> None:
-        """One projection along all the concepts' CAVs at once (each set to its clean mean, within their span)."""
+        """One projection along all the concepts' CAVs at once (each set to its clean mean, within their span); a
+        concept subspace is projected along its CAV alone, whose statistics the run measured."""
         hs = torch.stack([c.h for c in self.concepts])
         attach_projection(module, layer, hs, torch.stack([c.clean_mean for c in self.concepts]))
 

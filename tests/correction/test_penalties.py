@@ -54,3 +54,42 @@ def test_unknown_variants_are_refused():
         directional_penalty(torch.zeros(1, 2, 2, 2), torch.ones(2), "l3_mean")
     with pytest.raises(ConfigError, match="unknown aggregation"):
         RRClarcConfig(aggregation="l2_max")
+
+
+def _basis(n: int, r: int, seed: int = 0) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(n, r, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)))
+    return q.T.contiguous()
+
+
+@pytest.mark.parametrize("aggregation", ["l1", "l2", "cosine", "l1_mean", "l2_mean", "cosine_mean"])
+def test_a_basis_of_one_direction_is_the_cav_itself(aggregation):
+    torch.manual_seed(1)
+    grad = torch.randn(3, 8, 2, 2, dtype=torch.float64)
+    h = _basis(8, 1)
+    torch.testing.assert_close(directional_penalty(grad, h, aggregation), directional_penalty(grad, h[0], aggregation))
+
+
+@pytest.mark.parametrize("aggregation", ["l2", "l2_mean"])
+def test_the_l2_penalty_of_a_subspace_is_the_sum_over_its_directions(aggregation):
+    torch.manual_seed(2)
+    grad = torch.randn(4, 8, 3, 3, dtype=torch.float64)
+    basis = _basis(8, 3)
+    expected = sum(directional_penalty(grad, b, aggregation) for b in basis)
+    torch.testing.assert_close(directional_penalty(grad, basis, aggregation), expected)
+
+
+def test_l1_and_cosine_of_a_subspace_are_the_length_of_the_projection_whatever_basis_spans_it():
+    torch.manual_seed(3)
+    grad = torch.randn(4, 8, 3, 3, dtype=torch.float64)
+    basis = _basis(8, 3)
+    rotated = _basis(3, 3, seed=5) @ basis  # another orthonormal basis of the same span
+    flat = grad.permute(0, 2, 3, 1).reshape(-1, 8)
+    length = (flat @ basis.T).norm(dim=1)
+    torch.testing.assert_close(directional_penalty(grad, basis, "l1"), length.mean())
+    torch.testing.assert_close(directional_penalty(grad, basis, "cosine"), (length / flat.norm(dim=1)).mean())
+    for aggregation in ("l1", "l2", "cosine"):
+        torch.testing.assert_close(
+            directional_penalty(grad, rotated, aggregation), directional_penalty(grad, basis, aggregation)
+        )
+    with pytest.raises(ConfigError, match="channels"):
+        directional_penalty(grad, _basis(6, 2), "l2")
