@@ -65,14 +65,15 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, with_out: bool) -> Non
     _add_method_options(parser)
     add_options(parser, LoopConfig)
     add_options(parser, AttackConfig)
-    spelling = "'CAV[;lam=X][;labels=CSV][;concept=NAME][;attacked_class=C][;attacked_dataset=SPEC]'"
+    spelling = "'CAV[;lam=X][;labels=CSV][;concept=NAME][;attacked_class=C][;attacked_dataset=SPEC][;rank=R]'"
     parser.add_argument(
         "--cav",
         action="append",
         default=[],
         metavar=spelling,
         help="a concept to correct along its saved CAV (name, id or file), with its own λ, annotation file, name, "
-        "attacked class and attacked copy of the test images where given; repeat for several shortcuts in one run. "
+        "attacked class, attacked copy of the test images and rank (directions penalised: 1, the CAV; more, a "
+        "concept subspace) where given; repeat for several shortcuts in one run. "
         "The first concept's --labels, --concept and --attacked-class may also be given on their own. Default: a "
         "CAV fitted from --labels (or the planted artifact)",
     )
@@ -96,18 +97,20 @@ def job_from_args(args: argparse.Namespace, out: str) -> CorrectionJob:
     loop, attack = LoopConfig(**given_options(args, LoopConfig)), AttackConfig(**given_options(args, AttackConfig))
     concepts = [parse_concept(text) for text in args.cav] or [ConceptSpec()]
     given = given_options(args, ConceptSpec)
-    first = {k: v for k, v in given.items() if k != "cav" and getattr(concepts[0], k) is None}
+    unset = ConceptSpec()  # what its --cav text left at the default, the options given on their own fill
+    first = {k: v for k, v in given.items() if k != "cav" and getattr(concepts[0], k) == getattr(unset, k)}
     concepts[0] = replace(concepts[0], **first)
     concepts += [parse_concept(text) for text in args.also_cav]
     return CorrectionJob(out=out, method_options=options, loop=loop, attack=attack, concepts=tuple(concepts), **job)
 
 
-_CONCEPT_KEYS = ("lam", "labels", "concept", "attacked_class", "attacked_dataset")
+_CONCEPT_KEYS = ("lam", "labels", "concept", "attacked_class", "attacked_dataset", "rank")
+_NUMBERS = {"lam": float, "rank": int}
 
 
 def parse_concept(text: str) -> ConceptSpec:
     """`CAV;key=value;...` of `--cav` as a ConceptSpec (keys: lam, labels, concept, attacked_class,
-    attacked_dataset)."""
+    attacked_dataset, rank)."""
     ref, *pairs = [part.strip() for part in text.split(";")]
     if not ref:
         raise ConfigError(f"--cav {text!r}: name the CAV first")
@@ -118,7 +121,8 @@ def parse_concept(text: str) -> ConceptSpec:
         if not sep or key not in _CONCEPT_KEYS:
             raise ConfigError(f"--cav {text!r}: {pair!r} is not one of " + ", ".join(f"{k}=" for k in _CONCEPT_KEYS))
         try:
-            values[key] = float(value) if key == "lam" else value.strip()
+            values[key] = _NUMBERS[key](value) if key in _NUMBERS else value.strip()
         except ValueError:
-            raise ConfigError(f"--cav {text!r}: lam must be a number, got {value!r}") from None
+            kind = "a whole number" if key == "rank" else "a number"
+            raise ConfigError(f"--cav {text!r}: {key} must be {kind}, got {value!r}") from None
     return ConceptSpec(cav=ref, **values)

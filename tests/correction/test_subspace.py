@@ -1,9 +1,13 @@
 """Corrections along a concept subspace: RR-ClArC penalises the gradient along every direction of a CAV's basis, and
-a short run with a basis of rank 2 reduces the gradient along each of them; the run's record says the rank."""
+a short run with a basis of rank 2 reduces the gradient along each of them; the run's record says the rank, a job's
+concept builds its subspace and measures its coverage, the command line spells the rank."""
 
 import numpy as np
+import pytest
 import torch
 
+from backend.cli import build_parser
+from backend.cli.common import job_from_args
 from backend.concepts import cached_activations, fit_cav
 from backend.correction import (
     Batch,
@@ -17,8 +21,11 @@ from backend.correction import (
     gradient_target,
 )
 from backend.defaults import DEFAULT_CHECKPOINT
-from backend.evaluation import subspace_cav, training_pairs
+from backend.errors import ConfigError
+from backend.evaluation import AttackConfig, subspace_cav, training_pairs
 from backend.models import capture_layer, eval_mode, load_checkpoint
+from backend.runs import ConceptSpec, CorrectionJob
+from backend.runs.jobs.concepts import CavFitOptions, resolve_concept
 
 LAYER = "features.20"
 
@@ -73,3 +80,33 @@ def test_a_rank_2_correction_reduces_the_gradient_along_every_direction(small_da
     x = torch.stack([view[i][0] for i in range(48)])
     before, after = _gradient_along(model, x, widened.basis), _gradient_along(result.model, x, widened.basis)
     assert (after < 0.5 * before).all(), (before, after)
+
+
+def test_a_jobs_concept_of_rank_2_gets_its_subspace_and_the_summary_its_coverage(small_dataset, workspace):
+    model = load_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
+    fit = CavFitOptions(LAYER, "pattern", "mean", "attacked_class")
+    concept = resolve_concept(ConceptSpec(rank=2), AttackConfig(), fit, model, small_dataset, workspace)
+    assert concept.cav.rank == 2 and concept.summary.rank == 2
+    assert concept.summary.coverage_pairs["source"] == "planted" and concept.summary.coverage_pairs["split"] == "train"
+    assert 0 < concept.summary.coverage < concept.summary.subspace_coverage <= 1
+    plain = resolve_concept(ConceptSpec(), AttackConfig(), fit, model, small_dataset, workspace)
+    assert plain.cav.basis is None and plain.summary.rank == 1
+    assert plain.summary.coverage == pytest.approx(concept.summary.coverage)
+    assert plain.summary.subspace_coverage is None
+    quiet = resolve_concept(ConceptSpec(), AttackConfig(attack="none"), fit, model, small_dataset, workspace)
+    assert quiet.summary.coverage is None  # no attacked images asked for: nothing measured at rank 1
+    with pytest.raises(ConfigError, match="whole number"):
+        ConceptSpec(rank=0)
+
+
+def test_the_rank_is_given_in_a_cav_spelling_or_on_its_own():
+    parser = build_parser()
+    job = job_from_args(parser.parse_args(["correct", "--out", "x", "--cav", "marks;rank=3;lam=10"]), "x")
+    assert (job.concepts[0].rank, job.concepts[0].lam) == (3, 10.0)
+    job = job_from_args(parser.parse_args(["correct", "--out", "x", "--rank", "2"]), "x")
+    assert job.concepts[0].rank == 2
+    job = job_from_args(parser.parse_args(["correct", "--out", "x", "--cav", "marks;rank=3", "--rank", "2"]), "x")
+    assert job.concepts[0].rank == 3  # the concept's own spelling wins
+    assert CorrectionJob.from_dict(job.to_dict()).concepts[0].rank == 3
+    with pytest.raises(ConfigError, match="rank must be a whole number"):
+        job_from_args(parser.parse_args(["correct", "--out", "x", "--cav", "marks;rank=2.5"]), "x")

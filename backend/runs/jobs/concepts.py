@@ -4,6 +4,7 @@ images kept with the run."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +22,16 @@ from backend.concepts import (
 )
 from backend.correction import ConceptTarget
 from backend.errors import ConfigError
-from backend.evaluation import AttackConfig, AttackedSet, EvaluationResult, evaluate
+from backend.evaluation import (
+    AttackConfig,
+    AttackedSet,
+    CavCoverage,
+    EvaluationResult,
+    cav_coverage,
+    evaluate,
+    subspace_cav,
+    training_pairs,
+)
 from backend.options import option
 from backend.runs.jobs.export import N_EXAMPLES
 from backend.runs.jobs.result import ConceptOutcome
@@ -36,6 +46,8 @@ __all__ = [
     "short_name",
 ]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ConceptSpec:
@@ -45,7 +57,9 @@ class ConceptSpec:
     and the transplant and its test samples for accuracy with and without it (default: those the saved CAV was fitted
     on). `concept` names it (default: the saved CAV's, else "artifact"); `lam` is its own penalty weight (None: the
     method's); `attacked_class` the class its artifact is tied to (default: the CAV's, else where most annotated
-    artifacts are); `attacked_dataset` the user's attacked copy of the test images for it."""
+    artifacts are); `attacked_dataset` the user's attacked copy of the test images for it; `rank` the number of
+    directions the correction penalises (1: the CAV; more: a concept subspace, the CAV and the leading directions of
+    the artifact's activation changes on training images paired with and without it)."""
 
     cav: str | None = option(
         None,
@@ -64,8 +78,15 @@ class ConceptSpec:
         None, help="the class the artifact is tied to (default: the CAV's, else where most annotated artifacts are)"
     )
     attacked_dataset: str | None = None
+    rank: int = option(
+        1,
+        help="directions the correction penalises: 1 (the CAV) or more (a concept subspace: the CAV and the leading "
+        "directions of the artifact's activation changes, for a shortcut one direction does not hold)",
+    )
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+            raise ConfigError(f"the rank of {self.cav or self.concept or 'a concept'} must be a whole number >= 1")
         if self.lam is not None and self.lam < 0:
             raise ConfigError(
                 f"the λ of {self.cav or self.concept or 'a concept'} must be non-negative, got {self.lam}"
@@ -164,8 +185,39 @@ def resolve_concept(
         raise ConfigError(f"no training sample is marked as showing the artifact of {short_name(spec)}")
     if spec.attacked_dataset:
         attack = AttackConfig(attack="supplied", attacked_dataset=spec.attacked_dataset)
+    cav, measured = _with_subspace(cav, spec.rank, attack, artifact_ids, model, dataset)
+    summary = replace(summary, rank=cav.rank, **(measured.summary_fields() if measured else {}))
     attacked_class = spec.attacked_class or cav.attacked_class
     return RunConcept(cav, summary, artifact_ids, annotated_test, attacked_class, spec.lam, attack)
+
+
+def _with_subspace(
+    cav: Cav, rank: int, attack: AttackConfig, artifact_ids: set[str], model, dataset
+) -> tuple[Cav, CavCoverage | None]:
+    """The CAV with the concept subspace of `rank` (a saved basis of that rank as saved, else built) and its
+    coverage, measured on training images paired with and without the artifact from the concept's attack source.
+    At rank 1 a coverage that cannot be measured (no attacked images asked for, none to pair) is left out."""
+    if rank == 1:
+        cav = cav.with_basis(None)
+        if attack.attack == "none":
+            return cav, None
+        try:
+            pairs = training_pairs(model, dataset, cav, attack, artifact_ids)
+            if pairs is None:
+                return cav, None
+            return cav, cav_coverage(model, dataset, cav, pairs, artifact_ids=artifact_ids)[0]
+        except ConfigError as exc:
+            log.warning("the coverage of the CAV of %s is not measured: %s", cav.concept, exc)
+            return cav, None
+    pairs = training_pairs(model, dataset, cav, attack, artifact_ids)
+    if pairs is None:
+        raise ConfigError(
+            f"a concept subspace of rank {rank} needs training images with and without the artifact of "
+            f"{cav.concept}: a planted artifact, an attacked copy, or annotated training images to transplant from"
+        )
+    if cav.rank == rank:
+        return cav, cav_coverage(model, dataset, cav, pairs, artifact_ids=artifact_ids)[0]
+    return subspace_cav(model, dataset, cav, pairs, rank, artifact_ids=artifact_ids)
 
 
 def further_attack(attack: AttackConfig) -> AttackConfig:
