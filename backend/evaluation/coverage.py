@@ -133,11 +133,20 @@ def subspace_cav(
     layer = cav.layer or model.default_layer
     changes = _changes(model, clean, pairs, [(layer, cav.pooling)], _BATCH)[(layer, cav.pooling)]
     widened = cav.with_basis(concept_basis(cav.vector, changes, rank))
-    return widened, _measured(widened, changes, attacked, clean.split, seed)
+    return widened, _measured(widened, changes, attacked, clean.split, built_here=True, seed=seed)
 
 
-def _measured(cav: Cav, changes: np.ndarray, attacked: AttackedSet, split: str, seed: int = 0) -> CavCoverage:
-    sub = None if cav.basis is None else held_out_coverage(cav.vector, changes, cav.rank, seed=seed)
+def _measured(
+    cav: Cav, changes: np.ndarray, attacked: AttackedSet, split: str, *, built_here: bool = False, seed: int = 0
+) -> CavCoverage:
+    """The coverage of `cav` on `changes`; a basis built from these very changes (`built_here`) is measured held
+    out, a basis brought along as it is."""
+    if cav.basis is None:
+        sub = None
+    elif built_here:
+        sub = held_out_coverage(cav.vector, changes, cav.rank, seed=seed)
+    else:
+        sub = coverage(changes, cav.basis)
     return CavCoverage(
         layer=cav.layer,
         pooling=cav.pooling,
