@@ -1,13 +1,14 @@
 """`bench natural`: a correction measured on data whose artifact the library did not plant, as a user with an image
 folder sees it.
 
-The bench writes an image folder (`folder:` layout, train/val/test) of SynthDerm lesions in which an artifact drawn
-here (a round colour-calibration sticker, not one of `data.artifacts`) sits in a share of the melanoma training and
-validation images, and beside it the true attacked test folder: the same test images, each with a sticker. It trains
-a model on the folder (it learns the shortcut), takes the sticker labels as a user's annotation file, and corrects
-with the defaults a user gets (the CAV fitted from the labels, attacked figures from the transplant attack). It
-reports the transplant's estimate of attacked accuracy against the true attacked folder's, before and after, for both
-CAV scopes, RR-ClArC's closure of the clean-vs-attacked gap on the true folder, and fine-tuning as the control.
+Per artifact (`natural_artifacts`: a colour-calibration sticker near the image border, and surgical-marker ink along
+the lesion's border, dark hairs across it and gel bubbles on it) the bench writes an image folder (`folder:` layout,
+train/val/test) of SynthDerm lesions with the artifact in a share of the melanoma training and validation images, and
+beside it the true attacked test folder: the same test images, each with the artifact. It trains a model on the folder
+(it learns the shortcut), takes the artifact labels as a user's annotation file, and corrects with the defaults a user
+gets (the CAV fitted from the labels, attacked figures from the transplant attack), fine-tuning as the control. It
+reports the transplant's estimate of attacked accuracy, with its interval and its check, against the true attacked
+folder's, before and after, and the share of the clean-vs-attacked gap each run closes on the true folder.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from backend.bench.natural_artifacts import natural_artifacts, parse_artifacts
 from backend.bench.registry import BenchOptions, BenchResult, register_bench
 from backend.concepts import resolve_cav
 from backend.correction import LoopConfig
 from backend.data import open_dataset
-from backend.data.synthderm import SYNTHDERM_CLASSES, render_sample, sample_label
+from backend.data.synthderm import SYNTHDERM_CLASSES, lesion_geometry, render_sample, sample_label
 from backend.evaluation import AttackConfig, evaluate
 from backend.models import load_checkpoint, save_checkpoint
 from backend.options import option, switch
@@ -36,6 +38,7 @@ from backend.training import TrainConfig, train_model
 ATTACKED_CLASS = "melanoma"
 _SEED = 7  # SynthDerm images other than the embedded benchmark's (seed 0)
 _SPLITS = ("train", "val", "test")
+DEFAULT_ARTIFACTS = "sticker,ring,hair,bubbles"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,8 +74,17 @@ class CorrectionFolderBench(FolderBench):
 
 @dataclass(frozen=True, kw_only=True)
 class NaturalBench(CorrectionFolderBench):
-    """correction on an image folder with an artifact the library did not plant: transplant estimate vs the true
-    attacked folder, both CAV scopes, fine-tuning as control"""
+    """correction on image folders with artifacts the library did not plant (a corner sticker, and ink, hair and gel
+    bubbles on the lesion): transplant estimate with its interval and check vs the true attacked folder, RR-ClArC's
+    defaults and fine-tuning as control"""
+
+    artifacts: str = option(
+        DEFAULT_ARTIFACTS,
+        help=f"the artifacts, comma-separated, one folder and model each: {', '.join(natural_artifacts())}",
+    )
+
+    def __post_init__(self) -> None:
+        parse_artifacts(self.artifacts)
 
 
 @dataclass(frozen=True)
@@ -80,68 +92,68 @@ class NaturalResult(BenchResult):
     images: int
     p: float
     attacked_class: str
-    before: dict  # the true attacked folder's figures, and the transplant's estimate of attacked accuracy
-    runs: dict[str, dict]  # name -> cav_scope, transplanted, true, clean, after, gap_closed_true, ...
+    correction_epochs: int
+    artifacts: dict[str, dict]  # artifact -> its folder, the figures before, and per run the figures before / after
     seconds: float
 
     def lines(self) -> list[str]:
-        rr = self.runs["rrclarc_attacked_class"]
-        return [
-            f"RR-ClArC with defaults closes {rr['gap_closed_true']:.0%} of the gap on the true attacked folder at "
-            f"{rr['clean_change_points']:+.1f} points of clean accuracy; the transplant estimate is off by "
-            f"{rr['transplant_error_points']['before']:+.1f} points before and "
-            f"{rr['transplant_error_points']['after']:+.1f} after"
-        ]
+        return [_artifact_line(name, row) for name, row in self.artifacts.items()]
 
 
-def draw_sticker(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A round colour-calibration sticker (a white rim, a teal or orange disc, a dark cross) near the image border,
-    drawn 4x supersampled; returns the image and the mask of the sticker."""
-    h, w, _ = image.shape
-    scale = 4
-    size = h * scale
-    canvas = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(canvas)
-    radius = rng.uniform(0.10, 0.14) * size
-    angle = rng.uniform(0, 2 * np.pi)
-    cx, cy = size / 2 + np.cos(angle) * size * 0.34, size / 2 + np.sin(angle) * size * 0.34
-    disc = (40, 150, 140) if rng.random() < 0.7 else (225, 120, 40)
-    inner, bar = radius * 0.78, radius * 0.12
-    draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=(245, 245, 240, 255))
-    draw.ellipse([cx - inner, cy - inner, cx + inner, cy + inner], fill=(*disc, 255))
-    draw.rectangle([cx - inner * 0.7, cy - bar, cx + inner * 0.7, cy + bar], fill=(20, 30, 30, 255))
-    draw.rectangle([cx - bar, cy - inner * 0.7, cx + bar, cy + inner * 0.7], fill=(20, 30, 30, 255))
-    layer = np.asarray(canvas.resize((w, h), Image.LANCZOS), dtype=np.float64) / 255
-    alpha = np.clip(layer[..., 3:], 0, 1)
-    out = image.astype(np.float64) / 255 * (1 - alpha) + layer[..., :3] * alpha
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), alpha[..., 0] > 0.05
+def _artifact_line(name: str, row: dict) -> str:
+    """One artifact's summary: the shortcut learnt, the estimate's interval and verdict, and each run's closure."""
+    before = row["before"]
+    check = before["estimate_check"]
+    verdict = {True: "reliable", False: "unreliable", None: "unchecked"}[check["reliable"]]
+    runs = "; ".join(
+        f"{run} closes {_share(r['gap_closed_true'])} of the true gap (estimate {_share(r['gap_closed_estimate'])}) "
+        f"at {r['clean_change_points']:+.1f} points clean, estimate off by {r['transplant_error_points']['after']:+.1f}"
+        f"{'' if r['interval_contains_truth']['after'] else ' (outside its interval)'}, {r['seconds']:.0f} s"
+        for run, r in row["runs"].items()
+    )
+    return (
+        f"{name}: clean {before['clean_acc']:.3f}, true attacked {before['true_attacked_acc']:.3f}, estimate "
+        f"{before['transplant_estimate']:.3f} {_interval(before['transplant_interval'])}"
+        f"{'' if before['interval_contains_truth'] else ' (misses the truth)'}, {verdict}"
+        f"{': ' + '; '.join(check['reasons']) if check['reasons'] else ''}. {runs}"
+    )
 
 
-def write_folders(root: Path, n_train: int, p: float, size: int = 64) -> dict:
-    """The clean folder (`root/images`, stickers in a share `p` of the melanoma train/val images), the true attacked
-    test folder (`root/attacked/test`: every test image with a sticker) and the annotation file (`root/labels.csv`:
-    the training images that show a sticker). Written once per configuration (a marker file says which)."""
-    config = {"n_train": n_train, "p": p, "size": size, "seed": _SEED, "version": 2}
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return "[no interval]" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
+def write_folders(root: Path, n_train: int, p: float, artifact: str = "sticker", size: int = 64) -> dict:
+    """The clean folder (`root/images`, `artifact` in a share `p` of the melanoma train/val images), the true attacked
+    test folder (`root/attacked/test`: every test image with it) and the annotation file (`root/labels.csv`: the
+    training images that show it). Written once per configuration (a marker file says which)."""
+    drawing = natural_artifacts()[artifact]
+    config = {"artifact": artifact, "n_train": n_train, "p": p, "size": size, "seed": _SEED, "version": 3}
     marker = root / "bench.json"
     if marker.is_file() and json.loads(marker.read_text()) == config:
         return config
     counts = {"train": n_train, "val": n_train // 5, "test": n_train * 3 // 10}
-    stickered = []
+    marked = []
     for split in _SPLITS:
         for i in range(counts[split]):
             label = sample_label(_SEED, split, i)
             image = render_sample(_SEED, split, i, label, size)
+            geometry = lesion_geometry(_SEED, split, i, label, size) if drawing.on_lesion else None
             rng = np.random.default_rng([_SEED, i, _SPLITS.index(split)])
             name = f"{split}/{SYNTHDERM_CLASSES[label]}/{split}_{i:05d}"
             clean = image
             if split != "test" and SYNTHDERM_CLASSES[label] == ATTACKED_CLASS and rng.random() < p:
-                clean = draw_sticker(image, rng)[0]
+                clean = drawing.draw(image, geometry, rng)[0]
                 if split == "train":
-                    stickered.append(name)
+                    marked.append(name)
             save_png(root / "images" / f"{name}.png", clean)
             if split == "test":
-                save_png(root / "attacked" / f"{name}.png", draw_sticker(image, rng)[0])
-    write_artifact_labels(root / "labels.csv", stickered)
+                save_png(root / "attacked" / f"{name}.png", drawing.draw(image, geometry, rng)[0])
+    write_artifact_labels(root / "labels.csv", marked)
     marker.write_text(json.dumps(config))
     return config
 
@@ -185,25 +197,89 @@ def _figures(evaluation) -> dict:
     }
 
 
-@register_bench("natural", NaturalBench)
-def bench_natural(opts: NaturalBench) -> NaturalResult:
-    workspace, root, n_train, epochs = opts.folder("natural")
-    correction_epochs = opts.correction_budget()
+def _closed(clean: dict, attacked: dict) -> float | None:
+    """The share of the clean-vs-attacked gap before that is gone after (None without a gap)."""
+    gap = clean["before"] - attacked["before"]
+    return (gap - (clean["after"] - attacked["after"])) / gap if gap > 0 else None
+
+
+def _reasons(evaluation) -> list[str]:
+    return (evaluation.estimate_check or {}).get("reasons", [])
+
+
+def _contains(bounds: list[float] | None, value: float) -> bool | None:
+    return None if bounds is None else bounds[0] <= value <= bounds[1]
+
+
+def _run_row(summary, true_before, true_after, method: str, scope: str, seconds: float) -> dict:
+    """One run's figures: the true attacked folder's and the transplant estimate's (with its interval and check)
+    before and after, clean accuracy, the gaps closed, the estimate's error and the run's seconds."""
+    when = {"before": summary.before, "after": summary.after}
+    true = {"before": true_before.attacked_acc, "after": true_after.attacked_acc}
+    clean = {"before": true_before.clean_acc, "after": true_after.clean_acc}
+    estimate = {k: e.attacked_acc for k, e in when.items()}
+    intervals = {k: e.attacked_acc_interval for k, e in when.items()}
+    return {
+        "method": method,
+        "cav_scope": scope,
+        "true_attacked": true,
+        "transplant_estimate": estimate,
+        "transplant_interval": intervals,
+        "interval_contains_truth": {k: _contains(intervals[k], true[k]) for k in when},
+        "estimate_check": {k: {"reliable": e.reliable, "reasons": _reasons(e)} for k, e in when.items()},
+        "clean": clean,
+        "after_true_folder": _figures(true_after),
+        "gap_closed_true": _closed(clean, true),
+        "gap_closed_estimate": _closed({k: e.clean_acc for k, e in when.items()}, estimate),
+        "clean_change_points": (clean["after"] - clean["before"]) * 100,
+        "transplant_error_points": {k: (estimate[k] - true[k]) * 100 for k in when},
+        "seconds": seconds,
+    }
+
+
+def _before_row(run: dict, true_before, check: dict | None) -> dict:
+    """The biased model's figures: the true attacked folder's, and the transplant's estimate with its interval and
+    its check in full (as the first run measured them)."""
+    return {
+        "clean_acc": true_before.clean_acc,
+        "true_attacked_acc": true_before.attacked_acc,
+        "tcav_sensitivity": true_before.tcav_sensitivity,
+        "r_bias": true_before.r_bias,
+        "transplant_estimate": run["transplant_estimate"]["before"],
+        "transplant_interval": run["transplant_interval"]["before"],
+        "interval_contains_truth": run["interval_contains_truth"]["before"],
+        "transplant_error_points": run["transplant_error_points"]["before"],
+        "estimate_check": check or {"reliable": None, "reasons": ["no check was made"]},
+    }
+
+
+_RUNS = (("rrclarc", "rrclarc", "attacked_class"), ("finetune", "finetune", "attacked_class"))
+
+
+def _run_line(name: str, row: dict) -> str:
+    """A run's figures as printed while the bench measures."""
+    true, estimate, interval = row["true_attacked"], row["transplant_estimate"], row["transplant_interval"]
+    return (
+        f"  {name:9s} true attacked {true['before']:.3f} -> {true['after']:.3f} (estimate {estimate['before']:.3f} "
+        f"{_interval(interval['before'])} -> {estimate['after']:.3f} {_interval(interval['after'])}), clean "
+        f"{row['clean']['before']:.3f} -> {row['clean']['after']:.3f}, gap closed {_share(row['gap_closed_true'])} "
+        f"(estimate {_share(row['gap_closed_estimate'])}), {row['seconds']:.0f} s"
+    )
+
+
+def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Path, n_train: int, epochs: int) -> dict:
+    """One artifact's folder, model and runs (RR-ClArC with its defaults, fine-tuning as control), measured."""
     t0 = time.perf_counter()
-    write_folders(root, n_train, opts.p)
+    drawing = natural_artifacts()[artifact]
+    write_folders(root, n_train, opts.p, artifact)
     spec, checkpoint, model, dataset = folder_model(root, n_train, epochs, workspace)
     truth = AttackConfig(attack="supplied", attacked_dataset=f"folder:{root / 'attacked'}")
     labels = str(root / "labels.csv")
     print(
-        f"folder {root}: {n_train} training images, stickers in {opts.p:.0%} of the melanomas; model {checkpoint.name}"
+        f"{artifact}: {drawing.description}, in {opts.p:.0%} of the melanomas; folder {root}, model {checkpoint.name}"
     )
-
-    runs, before = {}, None
-    for name, method, scope in (
-        ("rrclarc_attacked_class", "rrclarc", "attacked_class"),
-        ("rrclarc_all", "rrclarc", "all"),
-        ("finetune", "finetune", "attacked_class"),
-    ):
+    runs, checks, true_before = {}, {}, None
+    for name, method, scope in _RUNS:
         job = CorrectionJob(
             out=str(root / "runs" / name),
             checkpoint=str(checkpoint),
@@ -211,32 +287,36 @@ def bench_natural(opts: NaturalBench) -> NaturalResult:
             method=method,
             concepts=(ConceptSpec(labels=labels),),
             cav_scope=scope,
-            loop=LoopConfig(epochs=correction_epochs, device="cpu"),
+            loop=LoopConfig(epochs=opts.correction_budget(), device="cpu"),
         )
+        started = time.perf_counter()
         summary = run_correction_job(job, workspace=workspace)
+        seconds = time.perf_counter() - started
         corrected = load_checkpoint(summary.outputs.checkpoint)
         cav = resolve_cav(summary.outputs.cav_file, model, dataset.dataset_id)
-        true_before = evaluate(model, dataset, cav, attack=truth)
+        true_before = true_before or evaluate(model, dataset, cav, attack=truth)
         true_after = evaluate(corrected, dataset, cav, attack=truth)
-        row = {
-            "cav_scope": scope,
-            "transplanted": {"before": summary.before.attacked_acc, "after": summary.after.attacked_acc},
-            "true": {"before": true_before.attacked_acc, "after": true_after.attacked_acc},
-            "clean": {"before": summary.before.clean_acc, "after": summary.after.clean_acc},
-            "after": _figures(true_after),
-        }
-        gap = true_before.clean_acc - true_before.attacked_acc
-        row["gap_closed_true"] = (gap - (true_after.clean_acc - true_after.attacked_acc)) / gap if gap > 0 else None
-        row["clean_change_points"] = (true_after.clean_acc - true_before.clean_acc) * 100
-        row["transplant_error_points"] = {
-            when: (row["transplanted"][when] - row["true"][when]) * 100 for when in ("before", "after")
-        }
-        runs[name] = row
-        before = before or _figures(true_before) | {"transplanted_attacked_acc": summary.before.attacked_acc}
-        print(
-            f"{name:24s} true attacked {row['true']['before']:.3f} -> {row['true']['after']:.3f} "
-            f"(transplant estimate {row['transplanted']['before']:.3f} -> {row['transplanted']['after']:.3f}), "
-            f"clean {row['clean']['before']:.3f} -> {row['clean']['after']:.3f}, gap closed "
-            f"{row['gap_closed_true']:.0%}"
-        )
-    return NaturalResult(n_train, opts.p, ATTACKED_CLASS, before, runs, time.perf_counter() - t0)
+        runs[name] = _run_row(summary, true_before, true_after, method, scope, seconds)
+        checks[name] = summary.before.estimate_check
+        print(_run_line(name, runs[name]))
+    return {
+        "description": drawing.description,
+        "on_lesion": drawing.on_lesion,
+        "folder": str(root),
+        "model": checkpoint.name,
+        "before": _before_row(runs["rrclarc"], true_before, checks["rrclarc"]),
+        "runs": runs,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+@register_bench("natural", NaturalBench)
+def bench_natural(opts: NaturalBench) -> NaturalResult:
+    workspace, root, n_train, epochs = opts.folder("natural")
+    t0 = time.perf_counter()
+    print(f"bench natural under {root}: {n_train} training images, {epochs} epochs, each artifact its own folder")
+    artifacts = {
+        artifact: _bench_artifact(opts, artifact, root / artifact, workspace, n_train, epochs)
+        for artifact in parse_artifacts(opts.artifacts)
+    }
+    return NaturalResult(n_train, opts.p, ATTACKED_CLASS, opts.correction_budget(), artifacts, time.perf_counter() - t0)

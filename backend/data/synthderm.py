@@ -21,7 +21,9 @@ import numpy as np
 __all__ = [
     "SYNTHDERM_CLASSES",
     "SYNTHDERM_VERSION",
+    "LesionGeometry",
     "LesionParams",
+    "lesion_geometry",
     "sample_label",
     "sample_params",
     "render_sample",
@@ -255,13 +257,74 @@ def _hair(rng: np.random.Generator, size: int, image: np.ndarray) -> np.ndarray:
     return image
 
 
-def render_sample(seed: int, split: str, index: int, label: int, size: int = 64) -> np.ndarray:
-    """One dermoscopy image as uint8 (size, size, 3); deterministic in (seed, split, index, label, size)."""
+def _skin_and_lesion(seed: int, split: str, index: int, label: int, size: int) -> tuple:
+    """The first steps of a render, shared with `lesion_geometry`: the parameters, the generator as they leave it,
+    the skin, the lesion's centre (y, x in [-1, 1]), its coverage and its normalised radial distance."""
     params = sample_params(seed, split, index, label)
     rng = _rng(seed, split, index, 2)
-    image = _render_skin(rng, size)
+    skin = _render_skin(rng, size)
     centre = rng.normal(0, 0.07, 2)
     alpha, dist = _lesion_alpha(rng, params, size, centre)
+    return params, rng, skin, centre, alpha, dist
+
+
+@dataclass(frozen=True)
+class LesionGeometry:
+    """Where a sample's lesion lies in its image, in pixels, for drawing things that must meet it (ink around it,
+    hair across its border)."""
+
+    centre: tuple[float, float]  # (y, x) in pixel coordinates (pixel i spans [i, i + 1))
+    angles: np.ndarray  # (A,) directions from the centre, radians, atan2(dy, dx) with y pointing down
+    border: np.ndarray  # (A,) the border's distance from the centre along each direction, pixels
+    mask: np.ndarray  # (size, size) bool: the lesion covers more than half of the pixel
+
+    @property
+    def radius(self) -> float:
+        """The border's mean distance from the centre, pixels."""
+        return float(self.border.mean())
+
+    def border_at(self, angle: np.ndarray | float) -> np.ndarray:
+        """The border's distance from the centre along `angle` (radians, any shape), interpolated, pixels."""
+        return np.interp(np.mod(angle, 2 * np.pi), self.angles, self.border, period=2 * np.pi)
+
+
+def lesion_geometry(
+    seed: int, split: str, index: int, label: int, size: int = 64, n_angles: int = 180
+) -> LesionGeometry:
+    """The lesion of `render_sample(seed, split, index, label, size)`: its centre, its border along `n_angles`
+    directions (where the normalised radial distance crosses 1, found on the pixel grid's interpolated field) and its
+    mask; render_sample draws exactly this lesion."""
+    _, _, _, centre, alpha, dist = _skin_and_lesion(seed, split, index, label, size)
+    cy, cx = (centre + 1) / 2 * size
+    angles = np.arange(n_angles) * 2 * np.pi / n_angles
+    steps = np.arange(1, 2 * size + 1) / 2  # half-pixel steps out to the image's side
+    ys = cy + np.sin(angles)[:, None] * steps - 0.5  # (A, S), in pixel-centre index units
+    xs = cx + np.cos(angles)[:, None] * steps - 0.5
+    along = _bilinear(dist, ys, xs)
+    outside = along >= 1
+    first = np.where(outside.any(axis=1), outside.argmax(axis=1), steps.size - 1)
+    lo = np.maximum(first - 1, 0)
+    rows = np.arange(n_angles)
+    d0, d1 = along[rows, lo], along[rows, first]
+    frac = np.clip((1 - d0) / np.where(d1 > d0, d1 - d0, 1), 0, 1)
+    border = steps[lo] + frac * (steps[first] - steps[lo])
+    return LesionGeometry(centre=(float(cy), float(cx)), angles=angles, border=border, mask=alpha > 0.5)
+
+
+def _bilinear(field: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """`field` (H, W) at fractional indices (ys, xs), extended past its edges with the edge values."""
+    h, w = field.shape
+    ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+    y0, x0 = np.minimum(ys.astype(int), h - 2), np.minimum(xs.astype(int), w - 2)
+    fy, fx = ys - y0, xs - x0
+    top = field[y0, x0] * (1 - fx) + field[y0, x0 + 1] * fx
+    bottom = field[y0 + 1, x0] * (1 - fx) + field[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def render_sample(seed: int, split: str, index: int, label: int, size: int = 64) -> np.ndarray:
+    """One dermoscopy image as uint8 (size, size, 3); deterministic in (seed, split, index, label, size)."""
+    params, rng, image, centre, alpha, dist = _skin_and_lesion(seed, split, index, label, size)
     image = _blend(image, _pigment(rng, params, size, dist), alpha)
     image = _dots(rng, params, size, centre, image)
     image = _hair(rng, size, image)
