@@ -210,8 +210,12 @@ def _test_accuracy(dataset, figures: dict) -> None:
         a2.metric("Test samples", figures["n"])
         return
     gap = figures["attacked_acc"] - figures["clean_acc"]
+    low, high = figures["attacked_acc_interval"]
     a2.metric(
-        f"Attacked ({figures['artifact']} in every image)", f"{figures['attacked_acc']:.1%}", f"{gap * 100:+.1f} pts"
+        f"Attacked ({figures['artifact']} in every image)",
+        f"{figures['attacked_acc']:.1%}",
+        f"{gap * 100:+.1f} pts",
+        help=f"95% interval over the test images: {low:.1%}–{high:.1%}",
     )
     a3.metric("Test samples", figures["n"])
     clean, attacked = dataset.split("test", "clean"), dataset.split("test", "attacked")

@@ -82,8 +82,9 @@ def clean_and_attacked_accuracy(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
 ) -> dict:
-    """Accuracy on the clean and the attacked view of a split (the same images without / with the artifact), and
-    the clean accuracy per class. Without a planted or named artifact only the clean figures are returned."""
+    """Accuracy on the clean and the attacked view of a split (the same images without / with the artifact, the
+    latter with its 95% interval), and the clean accuracy per class. Without a planted or named artifact only the
+    clean figures are returned."""
     module = model.module.to(device)
     batch_size = model.batch_size(batch_size)
     norm = model.meta.normalization
@@ -98,6 +99,8 @@ def clean_and_attacked_accuracy(
         attacked = dataset.split(split, "attacked", norm, artifact=artifact)
         attacked_logits = predict_logits(module, attacked, batch_size=batch_size, device=device)
         result["attacked_acc"] = accuracy(attacked_logits, attacked.labels)
+        hits = (attacked_logits.argmax(1).numpy() == attacked.labels)[:, None]
+        result["attacked_acc_interval"] = accuracy_interval(SampleHits(hits[:, 0], hits, np.arange(len(hits))))
         result["attacked_acc_per_class"] = per_class_accuracy(attacked_logits, attacked.labels, dataset.classes)
         result["artifact"] = attacked.artifact
     return result
