@@ -32,9 +32,11 @@ from backend.concepts.cav import (
     validate_concept_data,
 )
 from backend.concepts.coverage import (
+    ChangeStats,
     change_rows,
     concept_basis,
     coverage,
+    cross_coverage,
     held_out_coverage,
     leading_share,
     orthonormal_rows,
@@ -92,9 +94,11 @@ __all__ = [
     "collect_in_one_pass",
     "read_partial",
     "can_test_significance",
+    "ChangeStats",
     "change_rows",
     "concept_basis",
     "coverage",
+    "cross_coverage",
     "held_out_coverage",
     "leading_share",
     "orthonormal_rows",

@@ -16,8 +16,9 @@ class CavSummary:
     """A CAV's description: `name` (a saved CAV's; None when fitted for the run) and `source` (what the user named,
     or "fitted for this run"), how it was fitted, and its quality figures where they were measured. `rank` is the
     number of directions a correction penalises (1: the CAV alone; more: a concept subspace); `coverage` the share of
-    the artifact's squared activation change along the CAV, `subspace_coverage` along all `rank` directions, and
-    `coverage_pairs` how that was measured (`CavCoverage.pairs`: source, split, n, the leading direction's share)."""
+    the artifact's squared activation change (pooled as the CAV is) along the CAV, `subspace_coverage` along all
+    `rank` directions, and `coverage_detail` the whole measurement (`CavCoverage`: the same at every position, the
+    leading direction's share, the pairs' source, split and number)."""
 
     kind: str | None = None
     layer: str | None = None
@@ -38,7 +39,7 @@ class CavSummary:
     rank: int | None = None
     coverage: float | None = None
     subspace_coverage: float | None = None
-    coverage_pairs: dict | None = None
+    coverage_detail: dict | None = None
 
     @classmethod
     def of(cls, cav: Cav, **more) -> CavSummary:

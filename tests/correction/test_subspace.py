@@ -87,7 +87,9 @@ def test_a_jobs_concept_of_rank_2_gets_its_subspace_and_the_summary_its_coverage
     fit = CavFitOptions(LAYER, "pattern", "mean", "attacked_class")
     concept = resolve_concept(ConceptSpec(rank=2), AttackConfig(), fit, model, small_dataset, workspace)
     assert concept.cav.rank == 2 and concept.summary.rank == 2
-    assert concept.summary.coverage_pairs["source"] == "planted" and concept.summary.coverage_pairs["split"] == "train"
+    detail = concept.summary.coverage_detail
+    assert (detail["source"], detail["split"], detail["rank"]) == ("planted", "train", 2)
+    assert 0 < detail["position_coverage"] < detail["subspace_position_coverage"] <= 1
     assert 0 < concept.summary.coverage < concept.summary.subspace_coverage <= 1
     plain = resolve_concept(ConceptSpec(), AttackConfig(), fit, model, small_dataset, workspace)
     assert plain.cav.basis is None and plain.summary.rank == 1

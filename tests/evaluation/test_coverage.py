@@ -1,5 +1,6 @@
 """Coverage measured on a model: the paired changes are the activations with the artifact minus those without, a
-sweep measures one CAV per layer in one pass, and transplanted pairs leave out the images that show the artifact."""
+sweep measures one CAV per layer in one pass (pooled and at every position), and transplanted pairs leave out the
+images that show the artifact."""
 
 import numpy as np
 import pytest
@@ -48,14 +49,17 @@ def test_a_layer_sweep_measures_each_cav_in_its_own_layer(model, small_dataset, 
         assert (result.source, result.split, result.n_pairs, result.rank) == ("planted", "train", 40, 1)
         assert 0 < result.coverage <= result.leading_share + 1e-9 <= 1 + 1e-9
         assert result.subspace_coverage is None
-        assert result.summary_fields()["coverage_pairs"]["n"] == 40
+        assert result.summary_fields()["coverage_detail"]["n_pairs"] == 40
     # the same figure by hand, from all 120 pairs of the split
     clean, attacked = small_dataset.split("train", "clean"), small_dataset.split("train", "attacked")
-    changes = paired_changes(model, clean, attacked, range(len(clean)), "features.20", "mean")
+    maps = paired_changes(model, clean, attacked, range(len(clean)), "features.20", "none")
     (whole,) = cav_coverage(model, small_dataset, cavs[1], pairs)
     assert whole.n_pairs == len(clean)
-    assert whole.coverage == pytest.approx(coverage(changes, cavs[1].vector), rel=1e-4)
-    assert whole.leading_share == pytest.approx(leading_share(changes), rel=1e-4)
+    assert whole.coverage == pytest.approx(coverage(maps.mean(axis=(2, 3)), cavs[1].vector), rel=1e-4)
+    assert whole.leading_share == pytest.approx(leading_share(maps.mean(axis=(2, 3))), rel=1e-4)
+    assert whole.position_coverage == pytest.approx(coverage(maps, cavs[1].vector), rel=1e-4)
+    assert whole.position_leading_share == pytest.approx(leading_share(maps), rel=1e-4)
+    assert whole.position_coverage < whole.coverage  # changes that differ between positions cancel in the mean
 
 
 def test_transplanted_pairs_leave_out_the_images_that_show_the_artifact(model, small_dataset, cavs):

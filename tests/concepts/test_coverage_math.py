@@ -9,8 +9,10 @@ import pytest
 
 from backend.concepts import (
     Cav,
+    ChangeStats,
     concept_basis,
     coverage,
+    cross_coverage,
     held_out_coverage,
     leading_share,
     load_cav,
@@ -49,6 +51,23 @@ def test_a_basis_covers_the_sum_of_its_directions_and_unpooled_maps_count_every_
         coverage(deltas, np.stack([_unit(0), _unit(0)]))
     with pytest.raises(ConfigError, match="undefined"):
         coverage(np.zeros((3, 4)), _unit(0))
+
+
+def test_statistics_of_two_parts_add_up_to_those_of_the_whole():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 4, 2, 2)), rng.normal(size=(3, 4, 2, 2))
+    whole = ChangeStats.of(np.concatenate([a, b]))
+    both = ChangeStats.of(a) + ChangeStats.of(b)
+    np.testing.assert_allclose(both.gram, whole.gram)
+    np.testing.assert_allclose(both.sum, whole.sum)
+    assert both.rows == whole.rows == 32  # every position a row
+    h = _unit(1)
+    assert coverage(both, h) == pytest.approx(coverage(np.concatenate([a, b]), h))
+    # a subspace built from one half, measured on the other (maps), or on the other's pooled changes
+    halves = [ChangeStats.of(a), ChangeStats.of(b)]
+    pooled = [ChangeStats.of(a.mean(axis=(2, 3))), ChangeStats.of(b.mean(axis=(2, 3)))]
+    assert 0 < cross_coverage(h, halves, 2) < 1 and 0 < cross_coverage(h, halves, 2, pooled) < 1
+    assert cross_coverage(h, halves, 4) == pytest.approx(1.0)  # all four channels: everything is covered
 
 
 def test_the_leading_share_is_the_best_any_one_direction_covers():
