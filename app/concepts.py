@@ -1,6 +1,6 @@
 """Concepts: fit a CAV from a concept's annotations and judge it: score distributions, ROC, agreement between CAV
-kinds, a test against random directions, where the concept sits in the images, and what to annotate next.
-This page's session keys start with `concepts_`."""
+kinds, a test against random directions, how much of the artifact's effect it covers, where the concept sits in the
+images, and what to annotate next. This page's session keys start with `concepts_`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from app.annotating import apply_labels, cav_scores_for, concept_picker, remembe
 from app.context import Context, current_context
 from app.resources import (
     EXPLORE_SPLIT,
+    KEYS,
     annotation_store,
     cav_library,
     concept_fit,
@@ -25,6 +26,7 @@ from app.resources import (
 )
 from backend.concepts import (
     DEFAULT_POOLING,
+    Cav,
     CavConfig,
     ConceptFit,
     cav_kinds,
@@ -32,13 +34,22 @@ from backend.concepts import (
     roc_points,
     suggest_samples,
 )
+from backend.data import ClarcDataset
 from backend.errors import ClarcError
+from backend.evaluation import AttackConfig, CavCoverage, cav_coverage, training_pairs
+from backend.models import LoadedModel
 from backend.options import options_of
+from backend.runs import foreground_work
 from components.plots import divergence_heatmap, roc_chart, score_histogram
 from components.sample_grid import Tile, sample_grid
 from components.thumbnails import thumbnail_png
 
 SIGNIFICANCE_LEVEL = 0.05
+# Below this share of the artifact's change along the CAV (pooled, or at every position), a correction along the CAV
+# alone leaves most of the shortcut in the model.
+LOW_COVERAGE = 0.5
+# Transplanting for the coverage: donors and rounds (each donor is explained by LRP first).
+_COVERAGE_ATTACK = AttackConfig(transplant_donors=64, transplant_rounds=1)
 
 
 def render() -> None:
@@ -62,7 +73,8 @@ def render() -> None:
         return
     fit = _fit_form(context, concept, labels, view)
     if fit is not None:
-        _quality(fit)
+        artifact_ids = tuple(sorted(sid for sid, y in labels.items() if y == 1 and sid in in_train))
+        _quality(fit, _measured_coverage(context.model, context.dataset, fit.cav, artifact_ids))
         scores = cav_scores_for(context, concept)
         _separation(context, fit, scores)
         _compare_kinds(context, concept, st.session_state["concepts_fit_request"], cav_kinds())
@@ -149,24 +161,40 @@ def _fit_form(context: Context, concept: str, labels: dict[str, int], view) -> C
     return fit
 
 
-def _quality(fit: ConceptFit) -> None:
+def _quality(fit: ConceptFit, coverage: CavCoverage | str) -> None:
+    """The fit's figures in one row (one held-out AUC: the one the test against random CAVs compares), the verdict
+    of that test, and the coverage of the artifact's effect with a warning when it is low (`coverage`: the
+    measurement, or why there is none)."""
     sig = fit.significance
-    held_out = fit.held_out_auc if fit.held_out_auc is not None else (sig.score if sig else None)
-    where = "the validation split" if fit.held_out_auc is not None else "30% of the fitting samples, held out"
-    m = st.columns(5)
+    held_out = sig.score if sig else fit.held_out_auc
+    if sig:
+        where = "30% of the fitting samples, held out; the figure tested against random CAVs below"
+        if fit.held_out_auc is not None:
+            where += f". On the planted artifact of the validation split (benchmark data only): {fit.held_out_auc:.3f}"
+    else:
+        where = "the planted artifact of the validation split (benchmark data only)"
+    m = st.columns(6)
     m[0].metric("Kind", fit.cav.kind)
     m[1].metric("Separability (AUC)", f"{fit.train_auc:.3f}", help="how well the scores separate the fitting samples")
     m[2].metric("Held-out AUC", "—" if held_out is None else f"{held_out:.3f}", help=f"on {where}")
-    m[3].metric(
+    _coverage_metric(m[3], coverage)
+    m[4].metric(
         "Alignment with the artifact",
         "—" if fit.alignment is None else f"{fit.alignment:.3f}",
         help="cosine with the change the planted artifact causes in the layer (benchmark data only)",
     )
     n = 0 if sig is None else len(sig.null)
-    m[4].metric("p against random CAVs", "—" if sig is None else _p_text(sig), help=f"{n} CAVs of random splits")
+    m[5].metric("p against random CAVs", "—" if sig is None else _p_text(sig), help=f"{n} CAVs of random splits")
+    _significance_verdict(sig)
+    _coverage_verdict(coverage)
+
+
+def _significance_verdict(sig) -> None:
+    """Whether the CAV beats random directions, with the same held-out AUC as its tile."""
     if sig is None:
         st.info("Label at least 3 samples with and 3 without the concept to test the CAV against random directions.")
         return
+    n = len(sig.null)
     spread = f"random CAVs reach {np.median(sig.null):.3f} (median), {sig.null.max():.3f} at best"
     if sig.p_value > SIGNIFICANCE_LEVEL:
         st.warning(
@@ -177,6 +205,75 @@ def _quality(fit: ConceptFit) -> None:
         p_value = _p_text(sig)
         p_value = p_value if p_value[0] in "<≤" else f"= {p_value}"
         st.success(f"Held-out AUC {sig.score:.3f} beats {n} CAVs of random splits ({spread}; p {p_value}).")
+
+
+def _cav_key(cav: Cav) -> tuple:
+    return cav.vector.tobytes(), cav.layer, cav.pooling, cav.attacked_class
+
+
+@st.cache_data(
+    show_spinner="Measuring how much of the artifact's effect the CAV covers…",
+    max_entries=32,
+    hash_funcs=KEYS | {Cav: _cav_key},
+)
+def _measured_coverage(
+    model: LoadedModel, dataset: ClarcDataset, cav: Cav, artifact_ids: tuple[str, ...]
+) -> CavCoverage | str:
+    """The CAV's coverage on training images paired with and without the artifact (planted where the annotations
+    are the planted artifact, else transplanted from them), or why it cannot be measured."""
+    with foreground_work():
+        try:
+            pairs = training_pairs(model, dataset, cav, _COVERAGE_ATTACK, artifact_ids)
+            if pairs is None:
+                return "no training images to pair with and without the artifact"
+            return cav_coverage(model, dataset, cav, pairs, artifact_ids=artifact_ids)[0]
+        except ClarcError as exc:
+            return str(exc)
+
+
+def _coverage_metric(column, coverage: CavCoverage | str) -> None:
+    if isinstance(coverage, str):
+        column.metric("Coverage of the artifact", "—", help=f"not measured: {coverage}")
+        return
+    column.metric(
+        "Coverage of the artifact",
+        f"{coverage.coverage:.0%}",
+        help=f"the share of the change the artifact causes in this layer's activations (pooled as the CAV) that lies "
+        f"along the CAV; at every position of the layer's maps, what RR-ClArC's penalty sees, "
+        f"{coverage.position_coverage:.0%}. Measured on {coverage.n_pairs} {coverage.source} training images, each "
+        "with and without the artifact",
+    )
+
+
+def _coverage_verdict(coverage: CavCoverage | str) -> None:
+    """A caption with both coverage figures, and a warning when either is low: what it means and what to do."""
+    if isinstance(coverage, str):
+        return
+    pooled, position = coverage.coverage, coverage.position_coverage
+    st.caption(
+        f"Coverage: {pooled:.0%} of the artifact's change (pooled as the CAV), {position:.0%} at every position, "
+        f"on {coverage.n_pairs} {coverage.source} training images with and without it; one direction could hold "
+        f"{coverage.leading_share:.0%} and {coverage.position_leading_share:.0%} at best."
+    )
+    if min(pooled, position) >= LOW_COVERAGE:
+        return
+    where = "pooled" if pooled < LOW_COVERAGE else "at every position of the layer's maps"
+    low = min(pooled, position)
+    advice = (
+        "Correct along a concept subspace: the CAV and the artifact's further directions, penalised together "
+        "(rank 2–3; on the command line `--cav 'NAME;rank=3'` or `--rank 3`)."
+    )
+    best = coverage.leading_share if pooled < LOW_COVERAGE else coverage.position_leading_share
+    if best - low > 0.2:
+        advice = (
+            f"One direction could hold {best:.0%}: this CAV points away from the artifact's main effect; the pattern "
+            "kind or more annotations may find it. " + advice
+        )
+    st.warning(
+        f"Only {low:.0%} of the change the artifact causes in this layer ({where}) lies along the CAV. A correction "
+        "along this one direction will leave the rest of the shortcut in the model: it can become blind along the "
+        f"CAV and still use the artifact. {advice}"
+    )
 
 
 def _p_text(sig) -> str:

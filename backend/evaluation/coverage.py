@@ -78,15 +78,22 @@ def training_pairs(
     donor_ids: Collection[str] = (),
 ) -> AttackedSet | None:
     """The training images with the artifact put in, from the source `attack` names (`none` reads as `auto`: the
-    pairs are wanted even where the test figures are not). A supplied copy without the training images falls back
-    to transplanting the artifact from `donor_ids`. None where nothing can put the artifact in."""
+    pairs are wanted even where the test figures are not). `auto` plants the dataset's artifact only where the
+    annotated `donor_ids` (if any) are mostly its planted samples: annotations of another concept get their own
+    artifact transplanted. A supplied copy without the training images falls back to transplanting from
+    `donor_ids`. None where nothing can put the artifact in."""
     config = attack or AttackConfig()
     if config.attack == "none":
         config = replace(config, attack="auto")
+    if config.attack == "auto" and dataset.planting and donor_ids and cav is not None:
+        train = dataset.split("train")
+        planted = {sid for sid, flag in zip(train.sample_ids, train.has_artifact) if flag}
+        if len(planted & set(donor_ids)) < len(donor_ids) / 2:
+            config = replace(config, attack="transplanted")
     try:
         return attacked_set(model, dataset, cav, config, split="train", donor_ids=donor_ids)
     except ConfigError as exc:
-        if not config.attacked_dataset or not donor_ids or cav is None or dataset.planting:
+        if not config.attacked_dataset or not donor_ids or cav is None or config.attack == "transplanted":
             raise
         log.info("no supplied training pairs (%s); transplanting the artifact into training images instead", exc)
         transplanted = replace(config, attack="transplanted")

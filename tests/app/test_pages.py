@@ -171,6 +171,9 @@ def test_fitting_a_cav_and_confirming_suggestions(workspace):
     assert metrics["Kind"] == "pattern" and float(metrics["Separability (AUC)"]) > 0.9
     assert float(metrics["Alignment with the artifact"]) > 0.5
     assert at.success and "beats" in at.success[0].value  # significant against random CAVs
+    assert f"Held-out AUC {metrics['Held-out AUC']} beats" in at.success[0].value  # one held-out AUC, not two
+    assert 80 <= int(metrics["Coverage of the artifact"].rstrip("%")) <= 100  # the planted marker: along the CAV
+    assert any("at every position" in c.value and "planted training images" in c.value for c in at.caption)
     # 100 random CAVs: p is no longer capped at 1/21 = 0.048
     assert float(metrics["p against random CAVs"].lstrip("<≤ ")) < 0.045
     suggested = [b for b in at.button if b.key and b.key.startswith("concepts_suggest_artifact_")]
@@ -198,6 +201,18 @@ def test_without_a_planted_artifact_the_held_out_auc_is_on_held_out_annotations(
     assert metrics["Held-out AUC"] != "—" and metrics["Alignment with the artifact"] == "—"
     banner = (at.success or at.warning)[0].value
     assert metrics["Held-out AUC"] in banner  # the metric and the banner say the same
+
+
+def test_a_cav_that_covers_little_of_the_artifact_says_what_that_leaves(workspace):
+    _planted_annotations(workspace)
+    at = _app()
+    at.selectbox(key="layer").set_value("features.6")  # early: the marker's change spreads over many directions
+    _run(at)
+    at.switch_page("concepts.py")
+    _run(at)
+    _click(at, _button(at, "Fit CAV"))
+    warning = next(w.value for w in at.warning if "lies along the CAV" in w.value)
+    assert "at every position" in warning and "rest of the shortcut" in warning and "rank=3" in warning
 
 
 def test_too_few_annotations_explain_what_is_missing(workspace):
