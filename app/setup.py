@@ -210,12 +210,12 @@ def _test_accuracy(dataset, figures: dict) -> None:
         a2.metric("Test samples", figures["n"])
         return
     gap = figures["attacked_acc"] - figures["clean_acc"]
-    low, high = figures["attacked_acc_interval"]
+    interval = figures.get("attacked_acc_interval")  # figures an analysis job stored earlier have none
     a2.metric(
         f"Attacked ({figures['artifact']} in every image)",
         f"{figures['attacked_acc']:.1%}",
         f"{gap * 100:+.1f} pts",
-        help=f"95% interval over the test images: {low:.1%}–{high:.1%}",
+        help=f"95% interval over the test images: {interval[0]:.1%}–{interval[1]:.1%}" if interval else None,
     )
     a3.metric("Test samples", figures["n"])
     clean, attacked = dataset.split("test", "clean"), dataset.split("test", "attacked")
