@@ -35,7 +35,7 @@ __all__ = ["MAX_PAIRS", "CavCoverage", "cav_coverage", "paired_changes", "subspa
 
 log = logging.getLogger(__name__)
 
-MAX_PAIRS = 512  # pairs of images a coverage is measured on (a random choice where there are more)
+MAX_PAIRS = 256  # pairs of images a coverage is measured on (a random choice where there are more)
 _BATCH = 64
 _Halves = tuple[ChangeStats, ChangeStats]
 
@@ -80,9 +80,10 @@ def training_pairs(
     """The training images with the artifact put in, from the source `attack` names (`none` reads as `auto`: the
     pairs are wanted even where the test figures are not). `auto` plants the dataset's artifact only where the
     annotated `donor_ids` (if any) are mostly its planted samples: annotations of another concept get their own
-    artifact transplanted. A supplied copy without the training images falls back to transplanting from
-    `donor_ids`. None where nothing can put the artifact in."""
-    config = attack or AttackConfig()
+    artifact transplanted (one round: the pairs are many images, not many donors per image). A supplied copy
+    without the training images falls back to transplanting from `donor_ids`. None where nothing can put the
+    artifact in."""
+    config = replace(attack or AttackConfig(), transplant_rounds=1)
     if config.attack == "none":
         config = replace(config, attack="auto")
     if config.attack == "auto" and dataset.planting and donor_ids and cav is not None:
