@@ -37,7 +37,6 @@ from backend.concepts.coverage import (
     concept_basis,
     coverage,
     cross_coverage,
-    held_out_coverage,
     leading_share,
     orthonormal_rows,
 )
@@ -99,7 +98,6 @@ __all__ = [
     "concept_basis",
     "coverage",
     "cross_coverage",
-    "held_out_coverage",
     "leading_share",
     "orthonormal_rows",
     "cav_kinds",

@@ -125,11 +125,6 @@ class Cav:
         """The number of directions a correction along this CAV penalises: 1, or the rows of its basis."""
         return 1 if self.basis is None else len(self.basis)
 
-    @property
-    def directions(self) -> np.ndarray:
-        """The orthonormal directions (r, C) of the concept: the basis, or the vector alone."""
-        return self.vector[None] if self.basis is None else self.basis
-
     def with_basis(self, basis: np.ndarray | None) -> Cav:
         """This CAV with a concept subspace `basis` (r, C) (None or rank 1: the vector alone); checked to be
         orthonormal, of the vector's width, with the vector first."""

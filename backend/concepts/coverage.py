@@ -23,7 +23,6 @@ __all__ = [
     "concept_basis",
     "coverage",
     "cross_coverage",
-    "held_out_coverage",
     "leading_share",
     "orthonormal_rows",
 ]
@@ -149,15 +148,3 @@ def cross_coverage(
         covered += _covered(measured[other], concept_basis(h, built[own], rank))
         total += measured[other].total()
     return covered / total
-
-
-def held_out_coverage(h: np.ndarray, deltas: np.ndarray, rank: int, *, seed: int = 0) -> float:
-    """The coverage of a concept subspace of `rank` on changes (N, C) or (N, C, *positions) it was not built from:
-    the pairs split in two random halves (`cross_coverage`). A subspace measured on its own changes would flatter it
-    (any r directions of the changes cover some of them)."""
-    deltas = np.asarray(deltas, dtype=np.float64)
-    if len(deltas) < 4:
-        raise ConfigError(f"a held-out coverage needs at least 4 pairs; got {len(deltas)}")
-    order = np.random.default_rng(seed).permutation(len(deltas))
-    halves = [ChangeStats.of(deltas[part]) for part in (order[: len(order) // 2], order[len(order) // 2 :])]
-    return cross_coverage(h, halves, rank)

@@ -64,7 +64,11 @@ class CavCoverage:
 
     def summary_fields(self) -> dict:
         """The fields of a `CavSummary` that this coverage fills."""
-        return {"coverage": self.coverage, "subspace_coverage": self.subspace_coverage, "coverage_detail": asdict(self)}
+        return {
+            "coverage": self.coverage,
+            "subspace_coverage": self.subspace_coverage,
+            "coverage_detail": self.to_dict(),
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)
