@@ -260,8 +260,9 @@ def _coverage_verdict(coverage: CavCoverage | str) -> None:
     where = "pooled" if pooled < LOW_COVERAGE else "at every position of the layer's maps"
     low = min(pooled, position)
     advice = (
-        "Correct along a concept subspace: the CAV and the artifact's further directions, penalised together "
-        "(rank 2–3; on the command line `--cav 'NAME;rank=3'` or `--rank 3`)."
+        "Try a concept subspace: the CAV and the artifact's further directions, penalised together (rank 2–3; on "
+        "the command line `--cav 'NAME;rank=3'` or `--rank 3`), or another layer, and check on **Results** which "
+        "closes more of the gap: penalising more directions does not always remove more of the shortcut."
     )
     best = coverage.leading_share if pooled < LOW_COVERAGE else coverage.position_leading_share
     if best - low > 0.2:
