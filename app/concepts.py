@@ -36,7 +36,7 @@ from backend.concepts import (
 )
 from backend.data import ClarcDataset
 from backend.errors import ClarcError
-from backend.evaluation import AttackConfig, CavCoverage, cav_coverage, training_pairs
+from backend.evaluation import LOW_COVERAGE, AttackConfig, CavCoverage, cav_coverage, training_pairs
 from backend.models import LoadedModel
 from backend.options import options_of
 from backend.runs import foreground_work
@@ -47,7 +47,6 @@ from components.thumbnails import thumbnail_png
 SIGNIFICANCE_LEVEL = 0.05
 # Below this share of the artifact's change along the CAV (pooled, or at every position), a correction along the CAV
 # alone leaves most of the shortcut in the model.
-LOW_COVERAGE = 0.5
 # Transplanting for the coverage: donors and rounds (each donor is explained by LRP first).
 _COVERAGE_ATTACK = AttackConfig(transplant_donors=64, transplant_rounds=1)
 

@@ -55,6 +55,17 @@ def _run_correct(opts: CorrectOptions) -> int:
         f"CAV: {cav.name or cav.source} ({cav.kind}, {cav.layer}, {cav.pooling}-pooled, "
         f"scope {cav.scope}, attacked class {cav.attacked_class})"
     )
+    detail = cav.coverage_detail
+    if detail:
+        print(
+            f"coverage of the artifact's activation change: {detail['coverage']:.0%} pooled, "
+            f"{detail['position_coverage']:.0%} at every position ({detail['n_pairs']} {detail['source']} pairs)"
+            + (
+                "  WARNING: most of the shortcut lies outside the CAV"
+                if min(detail["coverage"], detail["position_coverage"]) < 0.5
+                else ""
+            )
+        )
     if after.attack_source:
         print(f"attacked images: {after.attack_source} ({after.n_attacked} images)")
     print(f"{'':18s} {'before':>9s} {'after':>9s}")

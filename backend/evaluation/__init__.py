@@ -11,9 +11,11 @@ from backend.evaluation.attacks import (
     estimate_notice,
 )
 from backend.evaluation.coverage import (
+    LOW_COVERAGE,
     MAX_PAIRS,
     CavCoverage,
     cav_coverage,
+    coverage_is_low,
     paired_changes,
     subspace_cav,
     training_pairs,
@@ -35,6 +37,8 @@ from backend.evaluation.metrics import (
 from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits, predictions_so_far
 
 __all__ = [
+    "LOW_COVERAGE",
+    "coverage_is_low",
     "MAX_PAIRS",
     "CavCoverage",
     "cav_coverage",

@@ -31,10 +31,20 @@ from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
 from backend.models import LoadedModel, capture_layers, eval_mode
 
-__all__ = ["MAX_PAIRS", "CavCoverage", "cav_coverage", "paired_changes", "subspace_cav", "training_pairs"]
+__all__ = [
+    "LOW_COVERAGE",
+    "MAX_PAIRS",
+    "CavCoverage",
+    "coverage_is_low",
+    "cav_coverage",
+    "paired_changes",
+    "subspace_cav",
+    "training_pairs",
+]
 
 log = logging.getLogger(__name__)
 
+LOW_COVERAGE = 0.5  # below this share (pooled or at every position) a one-direction correction leaves most of it
 MAX_PAIRS = 256  # pairs of images a coverage is measured on (a random choice where there are more)
 _BATCH = 64
 _Halves = tuple[ChangeStats, ChangeStats]
@@ -72,6 +82,11 @@ class CavCoverage:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def coverage_is_low(detail: dict) -> bool:
+    """Whether a stored coverage (`CavCoverage.to_dict()`) leaves most of the artifact's effect outside the CAV."""
+    return min(detail["coverage"], detail["position_coverage"]) < LOW_COVERAGE
 
 
 def training_pairs(

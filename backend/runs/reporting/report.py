@@ -30,7 +30,7 @@ from backend.attribution import class_heatmaps, overlay
 from backend.concepts import Cav, CavSummary, load_cav, planted_labels, read_concept_labels
 from backend.data import ClarcDataset, image_batch, open_dataset
 from backend.errors import ClarcError, ConfigError
-from backend.evaluation import FIGURES, HEADLINE, describe_attack, estimate_notice
+from backend.evaluation import FIGURES, HEADLINE, coverage_is_low, describe_attack, estimate_notice
 from backend.models import LoadedModel, load_checkpoint
 from backend.runs.execution.store import RunRecord, RunStore
 from backend.runs.jobs.correction import CorrectionJob, method_config_from
@@ -258,7 +258,40 @@ def _cav_section(summary: CavSummary, cav: Cav) -> str:
         pairs.append(("permutation test against random CAVs", test))
     if significance is None and all(value is None for value in quality.values()):
         pairs.append(("quality", "not stored with this run (a saved CAV keeps its figures in the CAV library)"))
+    pairs += _coverage_pairs(summary)
     return section("cav", "The CAV", kv(pairs))
+
+
+def _coverage_pairs(summary: CavSummary) -> list[tuple[str, str]]:
+    """The CAV's coverage of the artifact's effect on the activations (pooled and at every position), and of the
+    concept subspace where the run penalised several directions."""
+    detail = summary.coverage_detail
+    if not detail:
+        return []
+    pairs = [
+        (
+            "coverage of the artifact's activation change",
+            f"{pct(detail['coverage'])} pooled, {pct(detail['position_coverage'])} at every position "
+            f"({detail['n_pairs']} {esc(detail['source'])} pairs of the {esc(detail['split'])} split)",
+        )
+    ]
+    if detail.get("subspace_coverage") is not None:
+        pairs.append(
+            (
+                f"coverage of the {detail['rank']}-direction subspace",
+                f"{pct(detail['subspace_coverage'])} pooled, {pct(detail['subspace_position_coverage'])} at every "
+                "position (held-out pairs)",
+            )
+        )
+    if coverage_is_low(detail):
+        pairs.append(
+            (
+                "warning",
+                "<b>Less than half of the artifact's effect lies along the CAV</b>: a correction along it leaves the "
+                "rest of the shortcut in other directions; compare a concept subspace (rank) or another layer.",
+            )
+        )
+    return pairs
 
 
 def _config_section(config: dict) -> str:
