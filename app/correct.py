@@ -90,6 +90,16 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
         help="the class the artifact is tied to (TCAV follows its logit)",
     )
     st.markdown("**Method**")
+    rank = st.number_input(
+        "Directions of the concept (rank)",
+        min_value=1,
+        max_value=16,
+        value=1,
+        key="correct_rank",
+        help="1: the CAV alone. More: the CAV plus the leading directions of the artifact's activation change, "
+        "penalised together by RR-ClArC (a shortcut spread over several directions; see the CAV's coverage on "
+        "Concepts). Compare on Results: more directions do not always close more of the gap.",
+    )
     options = config_inputs(get_method(method).config, key=f"correct_opt_{method}")
     more = _more_concepts(context, saved, choice, method)
     if not options:
@@ -121,6 +131,7 @@ def _job_form(context: Context, sources: dict[str, str | None], saved: dict):
                     labels=str(write_concept_labels(labels)) if labels else None,
                     concept=concept,
                     attacked_class=attacked,
+                    rank=int(rank),
                 ),
                 *(extra() for extra in more),
             ),
