@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,22 @@ class NaturalBench(CorrectionFolderBench):
         parse_artifacts(self.artifacts)
 
 
+_ABOUT = {
+    "true_attacked": "accuracy on the true attacked test folder (every test image with the artifact), before/after",
+    "transplant_estimate": "the transplant attack's estimate of that accuracy (artifacts cut from annotated training "
+    "images, pasted into the test images), before/after",
+    "transplant_interval": "its 95% bootstrap interval [low, high]",
+    "interval_contains_truth": "whether that interval holds the true attacked accuracy",
+    "estimate_check": "the transplant's own check: whether pasted artifacts move the model as natural ones do "
+    "(reliable: true / false / null where it could not check) and why not",
+    "gap_closed_true": "share of the clean-vs-attacked gap before that is gone after, on the true folder",
+    "gap_closed_estimate": "the same share as the transplant estimate tells it",
+    "clean_change_points": "clean accuracy after minus before, points",
+    "transplant_error_points": "estimate minus true attacked accuracy, points",
+    "seconds": "wall time of the correction job (its own evaluations included)",
+}
+
+
 @dataclass(frozen=True)
 class NaturalResult(BenchResult):
     images: int
@@ -95,6 +111,7 @@ class NaturalResult(BenchResult):
     correction_epochs: int
     artifacts: dict[str, dict]  # artifact -> its folder, the figures before, and per run the figures before / after
     seconds: float
+    about: dict[str, str] = field(default_factory=lambda: dict(_ABOUT))  # what the figures of a run mean
 
     def lines(self) -> list[str]:
         return [_artifact_line(name, row) for name, row in self.artifacts.items()]
@@ -107,7 +124,8 @@ def _artifact_line(name: str, row: dict) -> str:
     verdict = {True: "reliable", False: "unreliable", None: "unchecked"}[check["reliable"]]
     runs = "; ".join(
         f"{run} closes {_share(r['gap_closed_true'])} of the true gap (estimate {_share(r['gap_closed_estimate'])}) "
-        f"at {r['clean_change_points']:+.1f} points clean, estimate off by {r['transplant_error_points']['after']:+.1f}"
+        f"at {r['clean_change_points']:+.1f} points clean, estimate after off by "
+        f"{r['transplant_error_points']['after']:+.1f} points"
         f"{'' if r['interval_contains_truth']['after'] else ' (outside its interval)'}, {r['seconds']:.0f} s"
         for run, r in row["runs"].items()
     )
