@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -68,7 +68,7 @@ class AttackedSet:
     """The attacked test images of an evaluation: one view per round over the same samples (`indices` of the
     split), where they come from, a JSON-ready description (`detail`) and, for the transplant, the donor of each
     (sample, round) as an index (`donors`, (M, R), for the bootstrap over donors) and the check of the transplant
-    (`check`)."""
+    (`check`, made with the model the set was built with; `check_for` another model)."""
 
     source: str
     views: tuple[SplitView, ...]
@@ -76,6 +76,16 @@ class AttackedSet:
     detail: dict
     donors: np.ndarray | None = None
     check: TransplantCheck | None = None
+    recheck: Callable[[LoadedModel], TransplantCheck] | None = None
+    built_with: int | None = None  # id of the module the set (and `check`) was made with
+    sham: SplitView | None = None  # the same masks cut from images without the artifact, pasted the same way
+
+    def check_for(self, model: LoadedModel) -> TransplantCheck | None:
+        """The transplant's check for `model`: as made with the set's model, else made again on `model` against the
+        artifact's effect on the set's model (a corrected model must still see pasted artifacts as natural ones)."""
+        if self.recheck is None or self.built_with == id(model.module):
+            return self.check
+        return self.recheck(model)
 
     @property
     def estimated(self) -> bool:
@@ -188,15 +198,54 @@ def _transplanted(
         "pairs": pairs,
     }
     donor_index = np.array([[position[d] for d in pairs[sid]] for sid in views[0].sample_ids], dtype=np.int64)
-    check = _check(model, dataset, cav, train, donors_at, wanted, views[0].attack, config.transplant_seed)
-    return AttackedSet("transplanted", views, np.arange(len(views[0])), detail, donor_index, check)
+    sham_donors = _sham_donors(train, views[0].attack.donors, wanted, config.transplant_seed)
+    sham = (
+        dataset.split(split, "attacked", model.meta.normalization, attack=TransplantAttack(sham_donors, name="sham"))
+        if sham_donors
+        else None
+    )
+    recheck = _checker(model, dataset, cav, train, donors_at, wanted, views[0].attack, config.transplant_seed)
+    check = recheck(model, None)
+    return AttackedSet(
+        "transplanted",
+        views,
+        np.arange(len(views[0])),
+        detail,
+        donor_index,
+        check,
+        lambda other: recheck(other, check),
+        id(model.module),
+        sham,
+    )
 
 
-def _check(model, dataset: ClarcDataset, cav: Cav | None, train: SplitView, donors_at, annotated, attack, seed: int):
-    """The transplant's check (`fidelity`) on the training images of the class the artifact is tied to: the CAV's,
-    else the class most donors belong to."""
+def _sham_donors(train: SplitView, donors: Sequence[Donor], annotated: set[str], seed: int) -> list[Donor]:
+    """Each donor's mask over a training image of the donor's class that is not annotated as showing the artifact
+    (seeded), so pasting it moves the model only by what the masks carry besides the artifact."""
+    rng = np.random.default_rng([seed, 1])
+    by_class: dict[int, np.ndarray] = {}
+    position = {sid: i for i, sid in enumerate(train.sample_ids)}
+    sham = []
+    for donor in donors:
+        k = int(train.labels[position[donor.sample_id]])
+        if k not in by_class:
+            by_class[k] = np.array(
+                [i for i in np.flatnonzero(train.labels == k) if train.sample_ids[i] not in annotated]
+            )
+        pool = by_class[k]
+        if not len(pool):
+            continue
+        source = int(pool[rng.integers(len(pool))])
+        sham.append(Donor(train.sample_ids[source], train.image(source), donor.mask))
+    return sham
+
+
+def _checker(model, dataset: ClarcDataset, cav: Cav | None, train: SplitView, donors_at, annotated, attack, seed: int):
+    """The transplant's check (`fidelity`) for any model, on the training images of the class the artifact is tied
+    to: the CAV's, else the class most donors belong to."""
     if cav is None:
-        return unchecked("the check of the transplant needs a CAV; the masks were drawn by hand and no CAV was given")
+        reason = "the check of the transplant needs a CAV; the masks were drawn by hand and no CAV was given"
+        return lambda _model, _reference: unchecked(reason)
     labels = train.labels
     name = cav.attacked_class
     k = dataset.classes.index(name) if name in dataset.classes else int(np.bincount(labels[donors_at]).argmax())
@@ -204,7 +253,9 @@ def _check(model, dataset: ClarcDataset, cav: Cav | None, train: SplitView, dono
     ids = train.sample_ids
     targets = np.array([i for i in np.flatnonzero(labels == k) if ids[i] not in annotated], dtype=np.int64)
     pasted = dataset.split("train", "attacked", model.meta.normalization, attack=attack)
-    return check_transplant(model, train, pasted, natural, targets, cav, k, seed=seed)
+    return lambda model_, reference: check_transplant(
+        model_, train, pasted, natural, targets, cav, k, seed=seed, reference=reference
+    )
 
 
 def describe_attack(figures) -> str:

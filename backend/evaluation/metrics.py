@@ -21,6 +21,7 @@ from backend.concepts import Cav
 from backend.data import ClarcDataset, SplitView, view_batch
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
+from backend.evaluation.fidelity import TransplantCheck, with_sham
 from backend.evaluation.figures import figure_field, figures_of
 from backend.evaluation.intervals import SampleHits, accuracy_interval
 from backend.evaluation.predictions import Predictions, predict_logits
@@ -234,7 +235,7 @@ def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None
     classes = attacked.views[0].classes
     return {
         "hits": hits,
-        "estimate_check": attacked.check.to_dict() if attacked.check is not None else None,
+        "estimate_check": check.to_dict() if (check := attacked.check_for(model)) is not None else None,
         "attacked_acc": accuracy(logits, labels),
         "attacked_acc_per_class": per_class_accuracy(logits, labels, classes),
         "attacked_confusion": confusion_matrix(logits, labels, len(classes)),
@@ -243,6 +244,15 @@ def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None
         "artifact": attacked.views[0].artifact,
         "n_attacked": len(labels),
     } | _explained(model, attacked.views[0], attacked.indices, cav, k, batch_size)
+
+
+def _sham_checked(model: LoadedModel, attacked: AttackedSet, check: dict, clean_hits: np.ndarray) -> dict:
+    """The transplant's check with its sham: accuracy on the sham-pasted test images minus on the same clean ones."""
+    device = next(model.module.parameters()).device
+    logits = predict_logits(model.module, Subset(attacked.sham, attacked.indices.tolist()), device=device)
+    sham_acc = float((logits.argmax(1).numpy() == attacked.sham.labels[attacked.indices]).mean())
+    change = sham_acc - float(clean_hits[attacked.indices].mean())
+    return with_sham(TransplantCheck.from_dict(check), change).to_dict()
 
 
 def _attacked_index(dataset: ClarcDataset, cav: Cav | None, attacked_class: str | None) -> int | None:
@@ -296,6 +306,8 @@ def evaluate(
         figures |= _attacked_figures(model, attacked, cav, k, batch_size)
         figures["hits"] = SampleHits(clean_hits, figures["hits"], attacked.indices, attacked.donors)
         figures["attacked_acc_interval"] = accuracy_interval(figures["hits"])
+        if attacked.sham is not None and figures["estimate_check"] is not None:
+            figures["estimate_check"] = _sham_checked(model, attacked, figures["estimate_check"], clean_hits)
     if artifact_ids is not None:
         figures |= _annotated_figures(model, dataset, split, set(artifact_ids), cav, k, batch_size)
     return EvaluationResult(split=split, **figures)
