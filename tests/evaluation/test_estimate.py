@@ -94,3 +94,30 @@ def test_masks_over_the_lesion_fail_the_check(setting):
     check = _check(setting, lesion)
     assert check.reliable is False and check.evidence_covered > 0.2
     assert any("evidence" in reason for reason in check.reasons)
+
+
+def test_a_sham_that_moves_accuracy_makes_the_estimate_unreliable():
+    from backend.evaluation.fidelity import TransplantCheck, with_sham
+
+    passed = TransplantCheck(reliable=True)
+    assert with_sham(passed, -0.01).reliable is True and with_sham(passed, -0.01).sham_change == -0.01
+    failed = with_sham(passed, -0.05)
+    assert failed.reliable is False and "-5.0 points" in failed.reasons[0]
+
+
+def test_every_model_an_estimate_measures_gets_its_own_check_and_sham(setting):
+    import copy
+
+    from backend.evaluation import AttackConfig, attacked_set, evaluate
+
+    model, dataset, cav, train, natural, targets, k = setting
+    donors = set(train.sample_ids[i] for i in natural)
+    attacked = attacked_set(model, dataset, cav, AttackConfig(attack="transplanted"), donor_ids=donors)
+    assert attacked.sham is not None and attacked.check_for(model) is attacked.check
+    before = evaluate(model, dataset, cav, attack=attacked)
+    other = copy.deepcopy(model)
+    after = evaluate(other, dataset, cav, attack=attacked)
+    for result in (before, after):
+        assert result.estimate_check["sham_change"] is not None and result.attacked_acc_interval is not None
+    # the same weights: made again for the copy, in units of the effect before, the check gives the same ratio
+    assert after.estimate_check["logit_ratio"] == pytest.approx(before.estimate_check["logit_ratio"], abs=1e-6)
