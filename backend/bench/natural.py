@@ -28,6 +28,7 @@ from backend.concepts import resolve_cav
 from backend.correction import LoopConfig
 from backend.data import open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, lesion_geometry, render_sample, sample_label
+from backend.errors import ConfigError
 from backend.evaluation import AttackConfig, evaluate
 from backend.models import load_checkpoint, save_checkpoint
 from backend.options import option, switch
@@ -83,8 +84,21 @@ class NaturalBench(CorrectionFolderBench):
         help=f"the artifacts, comma-separated, one folder and model each: {', '.join(natural_artifacts())}",
     )
 
+    ranks: str = option("4", help="ranks of the concept subspace of the further RR-ClArC runs, comma-separated")
+
     def __post_init__(self) -> None:
         parse_artifacts(self.artifacts)
+        self.subspace_ranks()
+
+    def subspace_ranks(self) -> tuple[int, ...]:
+        """The ranks (> 1) of the further RR-ClArC runs, each beside the default (rank 1)."""
+        try:
+            ranks = tuple(int(r) for r in self.ranks.split(",") if r.strip())
+        except ValueError:
+            raise ConfigError(f"--ranks takes whole numbers, comma-separated; got {self.ranks!r}") from None
+        if any(r < 2 for r in ranks):
+            raise ConfigError("--ranks are the subspace runs' ranks, each at least 2 (rank 1 is the default run)")
+        return ranks
 
 
 _ABOUT = {
@@ -121,18 +135,25 @@ def _artifact_line(name: str, row: dict) -> str:
     """One artifact's summary: the shortcut learnt, the estimate's interval and verdict, and each run's closure."""
     before = row["before"]
     check = before["estimate_check"]
-    verdict = {True: "reliable", False: "unreliable", None: "unchecked"}[check["reliable"]]
+    verdict = _verdict(check["reliable"])
+    coverage = row.get("coverage")
+    covered = (
+        f", CAV coverage {coverage['coverage']:.0%} pooled / {coverage['position_coverage']:.0%} per position"
+        if coverage
+        else ""
+    )
     runs = "; ".join(
         f"{run} closes {_share(r['gap_closed_true'])} of the true gap (estimate {_share(r['gap_closed_estimate'])}) "
         f"at {r['clean_change_points']:+.1f} points clean, estimate after off by "
         f"{r['transplant_error_points']['after']:+.1f} points"
-        f"{'' if r['interval_contains_truth']['after'] else ' (outside its interval)'}, {r['seconds']:.0f} s"
+        f"{'' if r['interval_contains_truth']['after'] else ' (outside its interval)'} and "
+        f"{_verdict(r['estimate_check']['after']['reliable'])}, {r['seconds']:.0f} s"
         for run, r in row["runs"].items()
     )
     return (
         f"{name}: clean {before['clean_acc']:.3f}, true attacked {before['true_attacked_acc']:.3f}, estimate "
         f"{before['transplant_estimate']:.3f} {_interval(before['transplant_interval'])}"
-        f"{'' if before['interval_contains_truth'] else ' (misses the truth)'}, {verdict}"
+        f"{'' if before['interval_contains_truth'] else ' (misses the truth)'}, {verdict}{covered}"
         f"{': ' + '; '.join(check['reasons']) if check['reasons'] else ''}. {runs}"
     )
 
@@ -245,6 +266,8 @@ def _run_row(summary, true_before, true_after, method: str, scope: str, seconds:
         "transplant_interval": intervals,
         "interval_contains_truth": {k: _contains(intervals[k], true[k]) for k in when},
         "estimate_check": {k: {"reliable": e.reliable, "reasons": _reasons(e)} for k, e in when.items()},
+        # honest: the interval holds the truth, or the estimate is not called reliable
+        "honest": {k: bool(_contains(intervals[k], true[k])) or when[k].reliable is not True for k in when},
         "clean": clean,
         "after_true_folder": _figures(true_after),
         "gap_closed_true": _closed(clean, true),
@@ -271,7 +294,10 @@ def _before_row(run: dict, true_before, check: dict | None) -> dict:
     }
 
 
-_RUNS = (("rrclarc", "rrclarc", "attacked_class"), ("finetune", "finetune", "attacked_class"))
+def _runs(ranks: tuple[int, ...]) -> list[tuple[str, str, int]]:
+    """(name, method, rank) of an artifact's runs: RR-ClArC with its defaults, with each subspace rank, fine-tuning."""
+    subspaces = [(f"rrclarc_rank{r}", "rrclarc", r) for r in ranks]
+    return [("rrclarc", "rrclarc", 1), *subspaces, ("finetune", "finetune", 1)]
 
 
 def _run_line(name: str, row: dict) -> str:
@@ -281,8 +307,14 @@ def _run_line(name: str, row: dict) -> str:
         f"  {name:9s} true attacked {true['before']:.3f} -> {true['after']:.3f} (estimate {estimate['before']:.3f} "
         f"{_interval(interval['before'])} -> {estimate['after']:.3f} {_interval(interval['after'])}), clean "
         f"{row['clean']['before']:.3f} -> {row['clean']['after']:.3f}, gap closed {_share(row['gap_closed_true'])} "
-        f"(estimate {_share(row['gap_closed_estimate'])}), {row['seconds']:.0f} s"
+        f"(estimate {_share(row['gap_closed_estimate'])}), {row['seconds']:.0f} s; estimate after "
+        f"{_verdict(row['estimate_check']['after']['reliable'])}, honest before/after "
+        f"{'/'.join('yes' if row['honest'][k] else 'NO' for k in ('before', 'after'))}"
     )
+
+
+def _verdict(reliable: bool | None) -> str:
+    return {True: "reliable", False: "unreliable", None: "unchecked"}[reliable]
 
 
 def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Path, n_train: int, epochs: int) -> dict:
@@ -296,14 +328,15 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
     print(
         f"{artifact}: {drawing.description}, in {opts.p:.0%} of the melanomas; folder {root}, model {checkpoint.name}"
     )
-    runs, checks, true_before = {}, {}, None
-    for name, method, scope in _RUNS:
+    runs, checks, true_before, coverage = {}, {}, None, None
+    scope = "attacked_class"
+    for name, method, rank in _runs(opts.subspace_ranks()):
         job = CorrectionJob(
             out=str(root / "runs" / name),
             checkpoint=str(checkpoint),
             dataset=spec,
             method=method,
-            concepts=(ConceptSpec(labels=labels),),
+            concepts=(ConceptSpec(labels=labels, rank=rank),),
             cav_scope=scope,
             loop=LoopConfig(epochs=opts.correction_budget(), device="cpu"),
         )
@@ -314,8 +347,12 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
         cav = resolve_cav(summary.outputs.cav_file, model, dataset.dataset_id)
         true_before = true_before or evaluate(model, dataset, cav, attack=truth)
         true_after = evaluate(corrected, dataset, cav, attack=truth)
-        runs[name] = _run_row(summary, true_before, true_after, method, scope, seconds)
+        runs[name] = _run_row(summary, true_before, true_after, method, scope, seconds) | {
+            "rank": rank,
+            "subspace_coverage": summary.cav.subspace_coverage,
+        }
         checks[name] = summary.before.estimate_check
+        coverage = coverage or summary.cav.coverage_detail
         print(_run_line(name, runs[name]))
     return {
         "description": drawing.description,
@@ -323,6 +360,7 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
         "folder": str(root),
         "model": checkpoint.name,
         "before": _before_row(runs["rrclarc"], true_before, checks["rrclarc"]),
+        "coverage": coverage,  # of the default CAV, on transplanted training pairs
         "runs": runs,
         "seconds": time.perf_counter() - t0,
     }
