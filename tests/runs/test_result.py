@@ -97,3 +97,20 @@ def test_a_job_stored_before_concepts_reads_as_the_same_job():
     )
     assert CorrectionJob.from_dict(json.loads(json.dumps(job.to_dict()))) == job
     assert CorrectionJob.from_dict({"out": "x"}).concepts == (ConceptSpec(),)  # the planted artifact
+
+
+def test_a_gap_closed_is_written_with_its_interval_and_said_to_be_uncertain_when_the_gap_is_noise():
+    from backend.concepts import CavSummary
+    from backend.evaluation import EvaluationResult
+    from backend.runs import ConceptOutcome
+
+    before = EvaluationResult(clean_acc=0.9, attacked_acc=0.5, attack_source="transplanted")
+    after = EvaluationResult(clean_acc=0.9, attacked_acc=0.8, attack_source="transplanted")
+    assert ConceptOutcome(CavSummary(), None, None, before, after, [0.6, 0.9]).gap_closed_text() == "75% (60% to 90%)"
+    noisy = ConceptOutcome(CavSummary(), None, None, before, after, [-30.0, 0.9]).gap_closed_text()
+    assert "too uncertain to say" in noisy
+    assert ConceptOutcome(CavSummary(), None, None, before, after).estimate_label == "unchecked estimate"
+    checked = EvaluationResult(
+        clean_acc=0.9, attacked_acc=0.8, attack_source="transplanted", estimate_check={"reliable": True}
+    )
+    assert ConceptOutcome(CavSummary(), None, None, checked, checked).estimate_label == "checked estimate"

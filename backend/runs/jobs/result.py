@@ -57,7 +57,12 @@ class ConceptOutcome:
         if closed is None:
             return "–"
         interval = self.gap_closed_interval
-        return f"{closed:.0%}" + (f" ({interval[0]:.0%} to {interval[1]:.0%})" if interval else "")
+        if not interval:
+            return f"{closed:.0%}"
+        span = f"{interval[0]:.0%} to {interval[1]:.0%}"
+        if interval[1] - interval[0] > 1:  # a gap before that is hardly larger than its own noise
+            return f"{closed:.0%}, too uncertain to say ({span}: the gap before is within its noise)"
+        return f"{closed:.0%} ({span})"
 
     def gap_closed(self) -> float | None:
         """The share of the clean-vs-attacked accuracy gap before the correction that it removed (None: no gap or
