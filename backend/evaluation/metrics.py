@@ -21,7 +21,7 @@ from backend.concepts import Cav
 from backend.data import ClarcDataset, SplitView, view_batch
 from backend.errors import ConfigError
 from backend.evaluation.attacks import AttackConfig, AttackedSet, attacked_set
-from backend.evaluation.fidelity import TransplantCheck, with_sham
+from backend.evaluation.fidelity import with_sham
 from backend.evaluation.figures import figure_field, figures_of
 from backend.evaluation.intervals import SampleHits, accuracy_interval
 from backend.evaluation.predictions import Predictions, predict_logits
@@ -222,20 +222,27 @@ def _explained(model: LoadedModel, view: SplitView, indices: np.ndarray, cav: Ca
     return figures
 
 
-def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None, k: int | None, batch_size: int):
-    """Accuracy over every round (with the rounds' hits per sample, for intervals); TCAV and R_bias on the first
-    round."""
+def _attacked_figures(
+    model: LoadedModel, attacked: AttackedSet, cav: Cav | None, k: int | None, batch_size: int, clean_hits: np.ndarray
+):
+    """Accuracy over every round with its interval (and the hits per sample, clean and attacked, to resample later);
+    for a transplant, its check with its sham for this model; TCAV and R_bias on the first round."""
     device = next(model.module.parameters()).device
     logits, labels = [], []
     for view in attacked.views:
         logits.append(predict_logits(model.module, Subset(view, attacked.indices.tolist()), device=device))
         labels.append(view.labels[attacked.indices])
-    hits = np.stack([(z.argmax(1).numpy() == y) for z, y in zip(logits, labels)], axis=1)  # (M, R)
+    rounds = np.stack([(z.argmax(1).numpy() == y) for z, y in zip(logits, labels)], axis=1)  # (M, R)
+    hits = SampleHits(clean_hits, rounds, attacked.indices, attacked.donors)
+    check = attacked.check_for(model)
+    if check is not None and attacked.sham is not None:
+        check = with_sham(check, _sham_change(model, attacked, clean_hits))
     logits, labels = torch.cat(logits), np.concatenate(labels)
     classes = attacked.views[0].classes
     return {
         "hits": hits,
-        "estimate_check": check.to_dict() if (check := attacked.check_for(model)) is not None else None,
+        "attacked_acc_interval": accuracy_interval(hits),
+        "estimate_check": check.to_dict() if check is not None else None,
         "attacked_acc": accuracy(logits, labels),
         "attacked_acc_per_class": per_class_accuracy(logits, labels, classes),
         "attacked_confusion": confusion_matrix(logits, labels, len(classes)),
@@ -246,13 +253,12 @@ def _attacked_figures(model: LoadedModel, attacked: AttackedSet, cav: Cav | None
     } | _explained(model, attacked.views[0], attacked.indices, cav, k, batch_size)
 
 
-def _sham_checked(model: LoadedModel, attacked: AttackedSet, check: dict, clean_hits: np.ndarray) -> dict:
-    """The transplant's check with its sham: accuracy on the sham-pasted test images minus on the same clean ones."""
+def _sham_change(model: LoadedModel, attacked: AttackedSet, clean_hits: np.ndarray) -> float:
+    """Accuracy on the sham-pasted test images minus on the same clean ones (see `fidelity.with_sham`)."""
     device = next(model.module.parameters()).device
     logits = predict_logits(model.module, Subset(attacked.sham, attacked.indices.tolist()), device=device)
     sham_acc = float((logits.argmax(1).numpy() == attacked.sham.labels[attacked.indices]).mean())
-    change = sham_acc - float(clean_hits[attacked.indices].mean())
-    return with_sham(TransplantCheck.from_dict(check), change).to_dict()
+    return sham_acc - float(clean_hits[attacked.indices].mean())
 
 
 def _attacked_index(dataset: ClarcDataset, cav: Cav | None, attacked_class: str | None) -> int | None:
@@ -303,11 +309,7 @@ def evaluate(
     clean_hits = clean_logits.argmax(1).numpy() == clean.labels
     figures["hits"] = SampleHits(clean_hits)
     if attacked is not None:
-        figures |= _attacked_figures(model, attacked, cav, k, batch_size)
-        figures["hits"] = SampleHits(clean_hits, figures["hits"], attacked.indices, attacked.donors)
-        figures["attacked_acc_interval"] = accuracy_interval(figures["hits"])
-        if attacked.sham is not None and figures["estimate_check"] is not None:
-            figures["estimate_check"] = _sham_checked(model, attacked, figures["estimate_check"], clean_hits)
+        figures |= _attacked_figures(model, attacked, cav, k, batch_size, clean_hits)
     if artifact_ids is not None:
         figures |= _annotated_figures(model, dataset, split, set(artifact_ids), cav, k, batch_size)
     return EvaluationResult(split=split, **figures)

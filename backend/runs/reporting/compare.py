@@ -53,6 +53,7 @@ def run_rows(records: Iterable[RunRecord]) -> list[dict]:
             if FIGURES[key].unit == "share":
                 row[f"{key} change"] = FIGURES[key].change(row[f"{key} before"], row[f"{key} after"])
         row["attack"] = after.attack_source if after else None
+        row["attacked figures"] = result.concepts[0].estimate_label if result else None
         row["seconds"] = result.seconds if result else None
         row["device"] = record.device
         rows.append(row)
