@@ -87,11 +87,6 @@ class AttackedSet:
             return self.check
         return self.recheck(model)
 
-    @property
-    def estimated(self) -> bool:
-        """Whether the attacked images are an estimate of the natural artifact (transplanted), not the real thing."""
-        return self.source == "transplanted"
-
 
 def attacked_set(
     model: LoadedModel,
