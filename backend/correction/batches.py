@@ -16,7 +16,6 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from backend.correction.methods import Batch, CorrectionMethod
-from backend.data.views import SplitView
 from backend.models import get_layer
 
 __all__ = ["CachedLayerSource", "ImageSource", "LayerTap", "tap_layer"]
@@ -90,31 +89,15 @@ def tap_layer(module: nn.Module, layer: str, method: CorrectionMethod) -> Iterat
         handle.remove()
 
 
-class _Images(Dataset):
-    """Training samples for the full-forward path: image, label, artifact flags (one per concept) and artifact mask
-    (or an empty one)."""
-
-    def __init__(self, view: SplitView, has_artifact: np.ndarray, masks: np.ndarray | None) -> None:
-        self.view, self.has_artifact, self.masks = view, has_artifact, masks
-
-    def __len__(self) -> int:
-        return len(self.view)
-
-    def __getitem__(self, i: int):
-        mask = torch.from_numpy(self.masks[i].astype(np.float32)) if self.masks is not None else torch.zeros(0)
-        return self.view[i][0], int(self.view.labels[i]), torch.from_numpy(self.has_artifact[i]), mask
-
-
 class ImageSource:
-    """Shuffled batches of training images through the whole model, the CAV layer tapped while `active`."""
+    """Shuffled batches of training samples (`augmentation.TrainingSamples`, or several concatenated) through the
+    whole model, the CAV layer tapped while `active`."""
 
     cached_path = False
 
     def __init__(
         self,
-        view: SplitView,
-        has_artifact: np.ndarray,
-        masks: np.ndarray | None,
+        data: Dataset,
         module: nn.Module,
         layer: str,
         method: CorrectionMethod,
@@ -124,7 +107,7 @@ class ImageSource:
         device: torch.device,
     ) -> None:
         self.loader = DataLoader(
-            _Images(view, has_artifact, masks),
+            data,
             batch_size=batch_size,
             shuffle=True,
             generator=generator,

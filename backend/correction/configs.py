@@ -54,10 +54,17 @@ class LoopConfig:
     cache_activations: bool = option(
         True, help="train from cached activations of the frozen layers: exact and much faster", flags=("--cache",)
     )
+    augment: float = option(
+        0.0,
+        help="share of the training images without the artifact that are also trained on with an annotated "
+        "artifact pasted in, labels kept, so the model sees the artifact in every class (0: off; needs images)",
+    )
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be at least 1")
+        if not 0 <= self.augment <= 1:
+            raise ConfigError(f"augment is a share of the training images, in [0, 1]; got {self.augment}")
         _positive(self.lr, "lr")
         check_choices(self)
 

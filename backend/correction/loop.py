@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import ConcatDataset
 
-from backend.attribution import concept_masks
 from backend.concepts import Cav, cached_activations
+from backend.correction.augmentation import TrainingSamples, artifact_masks, pasted_copies
 from backend.correction.batches import CachedLayerSource, ImageSource
 from backend.correction.configs import LoopConfig
 from backend.correction.methods import ConceptInputs, get_method
@@ -124,7 +125,7 @@ def correct(
     if runner.trains:
         source = _batch_source(
             model,
-            dataset.dataset_id,
+            dataset,
             view,
             [t.cav for t in targets],
             module,
@@ -234,8 +235,9 @@ def _with_concept_stats(concept: ConceptInputs, cav: Cav, model, view, dataset_i
     return replace(concept, clean_mean=clean, artifact_mean=artifact)
 
 
-def _batch_source(model, dataset_id, view, cavs, module, runner, has_artifact, loop, generator, device, workspace):
-    """Freeze what `loop.trainable` keeps fixed; train from cached layer outputs where that is exact, else images."""
+def _batch_source(model, dataset, view, cavs, module, runner, has_artifact, loop, generator, device, workspace):
+    """Freeze what `loop.trainable` keeps fixed; train from cached layer outputs where that is exact (no pasted
+    copies), else images."""
     layer = cavs[0].layer or model.default_layer
     try:
         upper = split_at_layer(module, layer, model.meta.input_size)
@@ -245,11 +247,17 @@ def _batch_source(model, dataset_id, view, cavs, module, runner, has_artifact, l
     upper_params = {id(p) for p in upper.parameters()} if upper is not None else set()
     lower_frozen = upper is not None and all(id(p) in upper_params for p in params)
     common = dict(batch_size=loop.batch_size, generator=generator, device=device)
-    if loop.cache_activations and lower_frozen and not runner.needs_input_grad:
-        acts = cached_activations(model, view, dataset_id, layer, "none", workspace=workspace).values
+    if loop.cache_activations and lower_frozen and not runner.needs_input_grad and not loop.augment:
+        acts = cached_activations(model, view, dataset.dataset_id, layer, "none", workspace=workspace).values
         return CachedLayerSource(acts, view.labels, has_artifact, upper, runner, **common)
-    masks = _artifact_masks(model, view, cavs, has_artifact, runner.mask_source) if runner.needs_masks else None
-    return ImageSource(view, has_artifact, masks, module, layer, runner, **common)
+    masks = artifact_masks(model, view, cavs, has_artifact, runner.mask_source) if runner.needs_masks else None
+    data = TrainingSamples(view, has_artifact, masks)
+    if loop.augment:
+        pasted = pasted_copies(
+            model, dataset, view, cavs, has_artifact, loop.augment, loop.seed, with_masks=runner.needs_masks
+        )
+        data = ConcatDataset([data, *pasted])
+    return ImageSource(data, module, layer, runner, **common)
 
 
 def _set_trainable(module: nn.Module, upper: nn.Module | None, trainable: str) -> list[nn.Parameter]:
@@ -274,21 +282,3 @@ def _train_modes(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
             m.eval()
-
-
-def _artifact_masks(model: LoadedModel, view: SplitView, cavs: Sequence[Cav], has_artifact: np.ndarray, source: str):
-    """Artifact masks (N, S, S) for RRR, every concept's together: ground truth where planted (`auto` and
-    `ground_truth`; the first concept is the planted one), else where each concept's heatmaps put it."""
-    size = model.meta.input_size
-    masks = np.zeros((len(view), size, size), dtype=bool)
-    planted = view.attack is not None
-    if source == "ground_truth" and not planted:
-        raise ConfigError("ground-truth masks exist only for planted artifacts; use mask_source='concept' or 'auto'")
-    for k, cav in enumerate(cavs):
-        chosen = np.flatnonzero(has_artifact[:, k])
-        if k == 0 and planted and source != "concept":
-            for i in chosen:
-                masks[i] |= view.mask(i)
-        elif len(chosen):
-            masks[chosen] |= concept_masks(model, view, chosen, cav.vector, cav.layer)
-    return masks
