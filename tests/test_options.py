@@ -123,7 +123,7 @@ FLAGS = {
     "bench discovery": "--artifacts --n-train --p --epochs --quick --root --json",
     "bench gpu": "--device --images --epochs --tolerance --dataset --json",
     "bench multi": "--artifacts --n-train --p --epochs --correction-epochs --lam --no-select --quick --root --json",
-    "bench natural": "--n-train --p --epochs --correction-epochs --quick --root --artifacts --ranks --json",
+    "bench natural": "--n-train --p --epochs --correction-epochs --quick --root --artifacts --ranks --augment --json",
     "bench scale": "--images --arch --size --subset --heatmap-images --root --json",
     "bench soak": "--ops --runs --seconds --seed --writers --quick --keep --json",
 }

@@ -29,7 +29,7 @@ from backend.correction import LoopConfig
 from backend.data import open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, lesion_geometry, render_sample, sample_label
 from backend.errors import ConfigError
-from backend.evaluation import AttackConfig, evaluate
+from backend.evaluation import AttackConfig, evaluate, predict_logits
 from backend.models import load_checkpoint, save_checkpoint
 from backend.options import option, switch
 from backend.runs import ConceptSpec, CorrectionJob, run_correction_job
@@ -40,6 +40,7 @@ ATTACKED_CLASS = "melanoma"
 _SEED = 7  # SynthDerm images other than the embedded benchmark's (seed 0)
 _SPLITS = ("train", "val", "test")
 DEFAULT_ARTIFACTS = "sticker,ring,hair,bubbles"
+AUGMENTED_LOOP = {"trainable": "all", "lr": 3e-4}  # pasted copies teach every layer; a gentler step for all of them
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +86,9 @@ class NaturalBench(CorrectionFolderBench):
     )
 
     ranks: str = option("4", help="ranks of the concept subspace of the further RR-ClArC runs, comma-separated")
+    augment: float = option(
+        0.3, help="share of the clean training images given a pasted artifact in the augmented run (0: no such run)"
+    )
 
     def __post_init__(self) -> None:
         parse_artifacts(self.artifacts)
@@ -111,6 +115,8 @@ _ABOUT = {
     "(reliable: true / false / null where it could not check) and why not",
     "gap_closed_true": "share of the clean-vs-attacked gap before that is gone after, on the true folder",
     "gap_closed_estimate": "the same share as the transplant estimate tells it",
+    "gap_closed_reachable": "share of the shortcut's part of the gap that is gone: the gap before less what a model "
+    "trained with the artifact in every class (reference) keeps, the artifact's own harm",
     "clean_change_points": "clean accuracy after minus before, points",
     "transplant_error_points": "estimate minus true attacked accuracy, points",
     "seconds": "wall time of the correction job (its own evaluations included)",
@@ -143,7 +149,8 @@ def _artifact_line(name: str, row: dict) -> str:
         else ""
     )
     runs = "; ".join(
-        f"{run} closes {_share(r['gap_closed_true'])} of the true gap (estimate {_share(r['gap_closed_estimate'])}) "
+        f"{run} closes {_share(r['gap_closed_true'])} of the true gap, {_share(r.get('gap_closed_reachable'))} of the "
+        f"shortcut's (estimate {_share(r['gap_closed_estimate'])}) "
         f"at {r['clean_change_points']:+.1f} points clean, estimate after off by "
         f"{r['transplant_error_points']['after']:+.1f} points"
         f"{'' if r['interval_contains_truth']['after'] else ' (outside its interval)'} and "
@@ -151,7 +158,8 @@ def _artifact_line(name: str, row: dict) -> str:
         for run, r in row["runs"].items()
     )
     return (
-        f"{name}: clean {before['clean_acc']:.3f}, true attacked {before['true_attacked_acc']:.3f}, estimate "
+        f"{name}: clean {before['clean_acc']:.3f}, true attacked {before['true_attacked_acc']:.3f} (without the "
+        f"shortcut {row['reference']['true_attacked_acc']:.3f}), estimate "
         f"{before['transplant_estimate']:.3f} {_interval(before['transplant_interval'])}"
         f"{'' if before['interval_contains_truth'] else ' (misses the truth)'}, {verdict}{covered}"
         f"{': ' + '; '.join(check['reasons']) if check['reasons'] else ''}. {runs}"
@@ -166,12 +174,16 @@ def _interval(bounds: list[float] | None) -> str:
     return "[no interval]" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
-def write_folders(root: Path, n_train: int, p: float, artifact: str = "sticker", size: int = 64) -> dict:
-    """The clean folder (`root/images`, `artifact` in a share `p` of the melanoma train/val images), the true attacked
-    test folder (`root/attacked/test`: every test image with it) and the annotation file (`root/labels.csv`: the
-    training images that show it). Written once per configuration (a marker file says which)."""
+def write_folders(
+    root: Path, n_train: int, p: float, artifact: str = "sticker", size: int = 64, *, every_class: bool = False
+) -> dict:
+    """The clean folder (`root/images`, `artifact` in a share `p` of the melanoma train/val images, or of every
+    class's with `every_class`: no shortcut to learn), the true attacked test folder (`root/attacked/test`: every test
+    image with it) and the annotation file (`root/labels.csv`: the training images that show it). Written once per
+    configuration (a marker file says which)."""
     drawing = natural_artifacts()[artifact]
     config = {"artifact": artifact, "n_train": n_train, "p": p, "size": size, "seed": _SEED, "version": 3}
+    config |= {"every_class": True} if every_class else {}
     marker = root / "bench.json"
     if marker.is_file() and json.loads(marker.read_text()) == config:
         return config
@@ -185,7 +197,8 @@ def write_folders(root: Path, n_train: int, p: float, artifact: str = "sticker",
             rng = np.random.default_rng([_SEED, i, _SPLITS.index(split)])
             name = f"{split}/{SYNTHDERM_CLASSES[label]}/{split}_{i:05d}"
             clean = image
-            if split != "test" and SYNTHDERM_CLASSES[label] == ATTACKED_CLASS and rng.random() < p:
+            planted = every_class or SYNTHDERM_CLASSES[label] == ATTACKED_CLASS
+            if split != "test" and planted and rng.random() < p:
                 clean = drawing.draw(image, geometry, rng)[0]
                 if split == "train":
                     marked.append(name)
@@ -294,10 +307,12 @@ def _before_row(run: dict, true_before, check: dict | None) -> dict:
     }
 
 
-def _runs(ranks: tuple[int, ...]) -> list[tuple[str, str, int]]:
-    """(name, method, rank) of an artifact's runs: RR-ClArC with its defaults, with each subspace rank, fine-tuning."""
-    subspaces = [(f"rrclarc_rank{r}", "rrclarc", r) for r in ranks]
-    return [("rrclarc", "rrclarc", 1), *subspaces, ("finetune", "finetune", 1)]
+def _runs(ranks: tuple[int, ...], augment: float) -> list[tuple[str, str, int, dict]]:
+    """(name, method, rank, loop options) of an artifact's runs: RR-ClArC with its defaults, with each subspace rank,
+    with pasted copies (every layer trained: `AUGMENTED_LOOP`), and fine-tuning."""
+    subspaces = [(f"rrclarc_rank{r}", "rrclarc", r, {}) for r in ranks]
+    augmented = [("rrclarc_augmented", "rrclarc", 1, AUGMENTED_LOOP | {"augment": augment})] if augment else []
+    return [("rrclarc", "rrclarc", 1, {}), *subspaces, *augmented, ("finetune", "finetune", 1, {})]
 
 
 def _run_line(name: str, row: dict) -> str:
@@ -330,7 +345,7 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
     )
     runs, checks, true_before, coverage = {}, {}, None, None
     scope = "attacked_class"
-    for name, method, rank in _runs(opts.subspace_ranks()):
+    for name, method, rank, loop in _runs(opts.subspace_ranks(), opts.augment):
         job = CorrectionJob(
             out=str(root / "runs" / name),
             checkpoint=str(checkpoint),
@@ -338,7 +353,7 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
             method=method,
             concepts=(ConceptSpec(labels=labels, rank=rank),),
             cav_scope=scope,
-            loop=LoopConfig(epochs=opts.correction_budget(), device="cpu"),
+            loop=LoopConfig(epochs=opts.correction_budget(), device="cpu", **loop),
         )
         started = time.perf_counter()
         summary = run_correction_job(job, workspace=workspace)
@@ -354,6 +369,10 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
         checks[name] = summary.before.estimate_check
         coverage = coverage or summary.cav.coverage_detail
         print(_run_line(name, runs[name]))
+    reference = unbiased_reference(root, opts.p, artifact, n_train, epochs, workspace)
+    for row in runs.values():
+        row["gap_closed_reachable"] = _closed_reachable(row, reference)
+    print(_reference_line(reference, runs))
     return {
         "description": drawing.description,
         "on_lesion": drawing.on_lesion,
@@ -361,9 +380,42 @@ def _bench_artifact(opts: NaturalBench, artifact: str, root: Path, workspace: Pa
         "model": checkpoint.name,
         "before": _before_row(runs["rrclarc"], true_before, checks["rrclarc"]),
         "coverage": coverage,  # of the default CAV, on transplanted training pairs
+        "reference": reference,
         "runs": runs,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def unbiased_reference(root: Path, p: float, artifact: str, n_train: int, epochs: int, workspace: Path) -> dict:
+    """What a model without the shortcut gets: the same architecture trained on the same images with the artifact in
+    the same share of every class's (written and trained once, beside `root`), on the clean and the true attacked
+    test images. What is left of its gap is the artifact's own harm, which no correction of the shortcut removes."""
+    reference_root = root.parent / f"{artifact}-decorrelated"
+    write_folders(reference_root, n_train, p, artifact, every_class=True)
+    spec, _, model, _ = folder_model(reference_root, n_train, epochs, workspace)
+    clean, attacked = (_accuracy(model, s, workspace) for s in (spec, f"folder:{root / 'attacked'}?size=64"))
+    return {"folder": str(reference_root), "clean_acc": clean, "true_attacked_acc": attacked}
+
+
+def _accuracy(model, spec: str, workspace: Path) -> float:
+    view = open_dataset(spec, workspace).split("test").with_normalization(model.meta.normalization)
+    return float((predict_logits(model.module, view).argmax(1).numpy() == view.labels).mean())
+
+
+def _closed_reachable(row: dict, reference: dict) -> float | None:
+    """The share of the gap the shortcut causes (the gap before, less the unbiased reference's own) that is gone."""
+    clean, true = row["clean"], row["true_attacked"]
+    gap = clean["before"] - true["before"]
+    shortcut = gap - (reference["clean_acc"] - reference["true_attacked_acc"])
+    return (gap - (clean["after"] - true["after"])) / shortcut if shortcut > 0 else None
+
+
+def _reference_line(reference: dict, runs: dict) -> str:
+    closed = ", ".join(f"{name} {_share(row['gap_closed_reachable'])}" for name, row in runs.items())
+    return (
+        f"  without the shortcut (artifact in every class): clean {reference['clean_acc']:.3f}, true attacked "
+        f"{reference['true_attacked_acc']:.3f}; share of the shortcut's gap closed: {closed}"
+    )
 
 
 @register_bench("natural", NaturalBench)
