@@ -7,10 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import eigsh
-from sklearn.cluster import KMeans
-from sklearn.neighbors import kneighbors_graph
 
 from backend.errors import ConfigError
 
@@ -59,6 +55,13 @@ def spectral_clusters(
     """Cluster the rows of `features` (N, D) on their symmetric k-nearest-neighbour graph: the eigenvectors of the
     normalised Laplacian's smallest eigenvalues, k chosen by the largest eigengap in 2..max_clusters, then k-means
     on the row-normalised eigenvectors (Ng, Jordan and Weiss)."""
+    # scipy.sparse and scikit-learn load here, not with the package: every worker process imports discovery, and
+    # they cost it over a second that a correction run never needs
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import kneighbors_graph
+
     features = np.asarray(features, dtype=np.float64)
     n = len(features)
     if features.ndim != 2 or n < 4:
