@@ -21,6 +21,7 @@ from backend.runs import (
     RunResult,
     build_report,
     concept_rows,
+    lesion_overlap_advice,
     load_examples,
     sweep_summary,
 )
@@ -91,6 +92,9 @@ def _before_after(record: RunRecord) -> None:
     st.caption(_attacked_caption(outcome) + f" Attacked images: {describe_attack(after)}.")
     if notice and trusted:
         st.caption(notice)
+    advice = lesion_overlap_advice(outcome, record.config.get("loop", {}).get("augment", 0.0))
+    if advice:
+        st.info(advice, icon=":material/lightbulb:")
     left, right = st.columns([1, 1])
     left.dataframe(
         table,

@@ -15,7 +15,14 @@ from backend.cli.registry import command
 from backend.concepts import fit_concept, planted_labels, read_concept_labels, resolve_cav
 from backend.evaluation import FIGURES, AttackConfig, estimate_notice, evaluate
 from backend.options import CommonOptions, DatasetOption, JsonOutput, ModelOption, nested, option
-from backend.runs import ConceptOutcome, CorrectionJob, RunResult, concept_rows, run_correction_job
+from backend.runs import (
+    ConceptOutcome,
+    CorrectionJob,
+    RunResult,
+    concept_rows,
+    lesion_overlap_advice,
+    run_correction_job,
+)
 
 __all__ = ["CorrectOptions", "EvaluateOptions", "concepts_table"]
 
@@ -73,6 +80,9 @@ def _run_correct(opts: CorrectOptions) -> int:
         if getattr(before, key) is not None and getattr(after, key) is not None:
             print(f"{key:18s} {getattr(before, key):9.4f} {getattr(after, key):9.4f}")
     print(attacked_summary(result.concepts[0]))
+    advice = lesion_overlap_advice(result.concepts[0], job.loop.augment)
+    if advice:
+        print(f"NOTE: {advice}")
     if len(result.concepts) > 1:
         print(concepts_table(result))
     print(f"corrected model: {result.outputs.checkpoint} (card {result.outputs.card})")

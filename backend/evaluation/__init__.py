@@ -20,7 +20,7 @@ from backend.evaluation.coverage import (
     subspace_cav,
     training_pairs,
 )
-from backend.evaluation.fidelity import TransplantCheck
+from backend.evaluation.fidelity import EVIDENCE_LIMIT, TransplantCheck
 from backend.evaluation.figures import HEADLINE, Figure, figures_of
 from backend.evaluation.intervals import SampleHits, accuracy_interval, gap_closed_interval
 from backend.evaluation.metrics import (
@@ -37,6 +37,7 @@ from backend.evaluation.metrics import (
 from backend.evaluation.predictions import Predictions, cached_predictions, predict_logits, predictions_so_far
 
 __all__ = [
+    "EVIDENCE_LIMIT",
     "LOW_COVERAGE",
     "coverage_is_low",
     "MAX_PAIRS",

@@ -22,7 +22,7 @@ from backend.runs.jobs.export import (
     load_examples,
     save_examples,
 )
-from backend.runs.jobs.result import ConceptOutcome, RunOutputs, RunResult
+from backend.runs.jobs.result import ConceptOutcome, RunOutputs, RunResult, lesion_overlap_advice
 from backend.runs.jobs.sweep import pareto_front, run_name, submit_sweep, sweep_summary
 from backend.runs.reporting.compare import FILTERS, concept_rows, filter_rows, loss_histories, run_rows
 from backend.runs.reporting.report import build_report, write_report
@@ -38,6 +38,7 @@ __all__ = [
     "CorrectionJob",
     "RunOutputs",
     "RunResult",
+    "lesion_overlap_advice",
     "ConceptSpec",
     "FILTERS",
     "FINAL_STATUSES",

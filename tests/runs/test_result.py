@@ -114,3 +114,19 @@ def test_a_gap_closed_is_written_with_its_interval_and_said_to_be_uncertain_when
         clean_acc=0.9, attacked_acc=0.8, attack_source="transplanted", estimate_check={"reliable": True}
     )
     assert ConceptOutcome(CavSummary(), None, None, checked, checked).estimate_label == "checked estimate"
+
+
+def test_a_run_on_an_artifact_over_the_lesion_is_pointed_to_pasted_copies_unless_it_used_them():
+    from backend.runs import lesion_overlap_advice
+
+    def outcome(covered):
+        check = {"reliable": False, "evidence_covered": covered}
+        before = EvaluationResult(clean_acc=0.9, attacked_acc=0.5, attack_source="transplanted", estimate_check=check)
+        return ConceptOutcome(CavSummary(), None, None, before, before)
+
+    advice = lesion_overlap_advice(outcome(0.34), augment=0.0)
+    assert advice and "34%" in advice and "augment 0.3" in advice
+    assert lesion_overlap_advice(outcome(0.34), augment=0.3) is None, "it used them already"
+    assert lesion_overlap_advice(outcome(0.05), augment=0.0) is None, "a corner artifact: nothing to say"
+    measured = ConceptOutcome(CavSummary(), None, None, EvaluationResult(clean_acc=0.9, attacked_acc=0.5), None)
+    assert lesion_overlap_advice(measured, augment=0.0) is None, "no check, no claim"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backend.concepts import CavSummary
-from backend.evaluation import EvaluationResult, gap_closed_interval
+from backend.evaluation import EVIDENCE_LIMIT, EvaluationResult, gap_closed_interval
 
-__all__ = ["ConceptOutcome", "RunOutputs", "RunResult"]
+__all__ = ["ConceptOutcome", "RunOutputs", "RunResult", "lesion_overlap_advice"]
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,18 @@ class RunResult:
             cached_path=bool(data.get("cached_path")),
             outputs=outputs,
         )
+
+
+def lesion_overlap_advice(outcome: ConceptOutcome, augment: float) -> str | None:
+    """For a run without pasted copies whose artifact sits on what the model looks at (its transplant masks cover
+    more than EVIDENCE_LIMIT of the model's evidence on clean images, as on a lesion): what closed such shortcuts in
+    `bench natural`. None otherwise."""
+    covered = (outcome.before.estimate_check or {}).get("evidence_covered")
+    if augment or covered is None or covered <= EVIDENCE_LIMIT:
+        return None
+    return (
+        f"The artifact sits on what the model looks at: its masks cover {covered:.0%} of the model's evidence on "
+        "clean images. A penalty along the CAV alone leaves most of such a shortcut, because the model never saw the "
+        "artifact on the other classes; on the lesion-overlapping artifacts of `bench natural` it closed 24–39% of "
+        "the true gap, against 74–88% with pasted copies (Training loop: augment 0.3, trainable all, lr 0.0003)."
+    )
