@@ -56,6 +56,7 @@ class LoopConfig:
     )
     augment: float = option(
         0.0,
+        label="augment (share given pasted artifacts)",
         help="share of the training images without the artifact that are also trained on with an annotated "
         "artifact pasted in, labels kept, so the model sees the artifact in every class (0: off; needs images)",
     )
