@@ -179,5 +179,6 @@ def lesion_overlap_advice(outcome: ConceptOutcome, augment: float) -> str | None
         f"The artifact sits on what the model looks at: its masks cover {covered:.0%} of the model's evidence on "
         "clean images. A penalty along the CAV alone leaves most of such a shortcut, because the model never saw the "
         "artifact on the other classes; on the lesion-overlapping artifacts of `bench natural` it closed 17–38% of "
-        "the true gap, against 61–88% with pasted copies (Training loop: augment 0.3, trainable all, lr 0.0003)."
+        "the true gap, against 61–88% with pasted copies and every layer training (Correct's training loop: "
+        "augment 0.3, trainable all, lr 0.0003; the CLI: --augment 0.3 --trainable all --lr 3e-4)."
     )
