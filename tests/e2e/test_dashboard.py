@@ -68,7 +68,7 @@ TITLES = {  # sidebar link -> the page's title
     "Results": "Results",
     "Runs": "Runs",
 }
-FIRST_START_LIMIT_S = 20.0  # on a quiet 2-core machine; scaled by the same run's import baseline when it is slower
+FIRST_START_LIMIT_S = 25.0  # on a quiet 2-core machine (11-19 s measured there); stretched when the baseline is slower
 FIRST_START_BASELINE_S = 6.0  # what `import_baseline_s` measures on such a machine (about 5 s)
 PAGE_SWITCH_MEDIAN_LIMIT_S = 1.0
 GRID_PAGE_MAX_LIMIT_S = 3.0
@@ -456,6 +456,8 @@ def test_dashboard_end_to_end(tmp_path):
             page.get_by_role("heading", name="Test accuracy").wait_for(timeout=120_000)
             page.locator('[data-testid="stMetric"]').filter(has_text="Clean").wait_for(timeout=120_000)
             figures["first_start_s"] = round(time.perf_counter() - launched, 2)
+            # measured again right after, so load that came and went during the start is seen too: the slower one counts
+            figures["import_baseline_s"] = max(figures["import_baseline_s"], import_baseline_s())
             wait_idle(page)
             assert_sound(page)
             choose_dataset(page, SMALL_SPEC)
