@@ -29,7 +29,7 @@ from backend.correction import LoopConfig
 from backend.data import open_dataset
 from backend.data.synthderm import SYNTHDERM_CLASSES, lesion_geometry, render_sample, sample_label
 from backend.errors import ConfigError
-from backend.evaluation import AttackConfig, evaluate, predict_logits
+from backend.evaluation import AttackConfig, accuracy, evaluate, predict_logits
 from backend.models import load_checkpoint, save_checkpoint
 from backend.options import option, switch
 from backend.runs import ConceptSpec, CorrectionJob, run_correction_job
@@ -399,7 +399,7 @@ def unbiased_reference(root: Path, p: float, artifact: str, n_train: int, epochs
 
 def _accuracy(model, spec: str, workspace: Path) -> float:
     view = open_dataset(spec, workspace).split("test").with_normalization(model.meta.normalization)
-    return float((predict_logits(model.module, view).argmax(1).numpy() == view.labels).mean())
+    return accuracy(predict_logits(model.module, view), view.labels)
 
 
 def _closed_reachable(row: dict, reference: dict) -> float | None:

@@ -41,8 +41,13 @@ def artifact_masks(
     masks = np.zeros((len(view), size, size), dtype=bool)
     for k, cav in enumerate(cavs):
         chosen = np.flatnonzero(has_artifact[:, k])
-        masks[chosen] |= _masks_of(model, view, cav, chosen, ground_truth=k == 0 and planted and source != "concept")
+        masks[chosen] |= _masks_of(model, view, cav, chosen, ground_truth=_planted(view, k) and source != "concept")
     return masks
+
+
+def _planted(view: SplitView, k: int) -> bool:
+    """Whether concept `k` is the view's planted artifact (the first concept, where one is planted)."""
+    return k == 0 and view.attack is not None
 
 
 def _masks_of(model: LoadedModel, view: SplitView, cav: Cav, indices: np.ndarray, *, ground_truth: bool) -> np.ndarray:
@@ -105,7 +110,7 @@ def pasted_copies(
         donors_at = np.flatnonzero(has_artifact[:, k])
         if len(donors_at) > MAX_DONORS:
             donors_at = np.sort(rng.choice(donors_at, MAX_DONORS, replace=False))
-        masks = _masks_of(model, view, cav, donors_at, ground_truth=k == 0 and view.attack is not None)
+        masks = _masks_of(model, view, cav, donors_at, ground_truth=_planted(view, k))
         donors = [Donor(view.sample_ids[i], view.image(i), m) for i, m in zip(donors_at, masks)]
         attack = TransplantAttack(donors, seed=seed, name=f"{cav.concept or 'artifact'} pasted")
         pasted = dataset.split("train", "attacked", view.normalization, attack=attack)
